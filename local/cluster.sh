@@ -1,0 +1,341 @@
+#!/usr/bin/env bash
+# The local cluster: one manager and N workers on loopback, GTID replication, from the OS's
+# mariadbd or mysqld (MariaDB is installed from the OS packages when neither is present).
+#
+#   local/cluster.sh start|stop|status|wait
+#
+# Environment (defaults suit `make up`):
+#   SQLGATE_LOCAL_DIR     state directory                  (<repo>/.local)
+#   SQLGATE_MANAGER_PORT  manager port                     (3307)
+#   SQLGATE_WORKER_PORTS  worker ports, space-separated    ("3308 3309")
+#   SQLGATE_REPLICATION   1: users, schema, replication; 0: bare GTID-ready instances only
+#   SQLGATE_WATCH_PID     stop the cluster when this process exits (tests)
+#
+# Each node lives in $SQLGATE_LOCAL_DIR/db/<node>/ (my.cnf, data/, mysqld.sock, mysqld.pid,
+# error.log); root connects over the socket without a password. Generated passwords are kept in
+# $SQLGATE_LOCAL_DIR/secrets.env (mode 0600) and never passed on a command line.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+DIR=${SQLGATE_LOCAL_DIR:-$ROOT/.local}
+mkdir -p "$DIR"
+DIR=$(cd "$DIR" && pwd)
+MANAGER_PORT=${SQLGATE_MANAGER_PORT:-3307}
+read -r -a WORKER_PORTS <<<"${SQLGATE_WORKER_PORTS:-3308 3309}"
+REPLICATION=${SQLGATE_REPLICATION:-1}
+SECRETS=$DIR/secrets.env
+
+log() { printf 'cluster: %s\n' "$*" >&2; }
+die() { printf 'cluster: error: %s\n' "$*" >&2; exit 1; }
+
+nodes() {
+  echo "manager $MANAGER_PORT 1"
+  local i=1
+  for p in "${WORKER_PORTS[@]}"; do
+    echo "worker-$i $p $((i + 1))"
+    i=$((i + 1))
+  done
+}
+
+find_bin() {
+  local name
+  for name in "$@"; do
+    if command -v "$name" >/dev/null 2>&1; then command -v "$name"; return 0; fi
+    for d in /usr/sbin /usr/local/sbin /usr/local/mysql/bin; do
+      [ -x "$d/$name" ] && { echo "$d/$name"; return 0; }
+    done
+  done
+  return 1
+}
+
+ensure_server() {
+  if ! SERVER=$(find_bin mariadbd mysqld); then
+    log "no mariadbd or mysqld found: installing MariaDB from the OS packages"
+    command -v apt-get >/dev/null || die "install mariadb-server (or mysql-server) first"
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo=sudo
+    export DEBIAN_FRONTEND=noninteractive
+    $sudo apt-get install -y -qq mariadb-server mariadb-client >/dev/null 2>&1 ||
+      { $sudo apt-get update -qq && $sudo apt-get install -y -qq mariadb-server mariadb-client >/dev/null; }
+    SERVER=$(find_bin mariadbd mysqld) || die "MariaDB installation failed"
+  fi
+  if "$SERVER" --version | grep -qi mariadb; then
+    FLAVOR=mariadb
+    CLIENT=$(find_bin mariadb mysql) || die "no mariadb client found"
+    ADMIN=$(find_bin mariadb-admin mysqladmin) || die "no mariadb-admin found"
+    INSTALL_DB=$(find_bin mariadb-install-db mysql_install_db) || die "no mariadb-install-db found"
+  else
+    FLAVOR=mysql
+    CLIENT=$(find_bin mysql) || die "no mysql client found"
+    ADMIN=$(find_bin mysqladmin) || die "no mysqladmin found"
+  fi
+}
+
+NODES=()
+node_dir() { echo "$DIR/db/$1"; }
+
+# Runs SQL from stdin on a node as root over its socket.
+sql() {
+  local node=$1; shift
+  "$CLIENT" --no-defaults --protocol=socket --socket="$(node_dir "$node")/mysqld.sock" -uroot \
+    --batch --skip-column-names "$@"
+}
+
+write_cnf() {
+  local node=$1 port=$2 id=$3 d; d=$(node_dir "$node")
+  mkdir -p "$d/data"
+  chmod 700 "$d"
+  {
+    echo "[mysqld]"
+    echo "user=$(id -un)"
+    echo "datadir=$d/data"
+    echo "socket=$d/mysqld.sock"
+    echo "pid-file=$d/mysqld.pid"
+    echo "log-error=$d/error.log"
+    echo "port=$port"
+    echo "bind-address=127.0.0.1"
+    echo "skip-name-resolve"
+    echo "server-id=$id"
+    echo "log-bin=binlog"
+    echo "relay-log=relay"
+    echo "binlog_format=ROW"
+    echo "sync_binlog=1"
+    echo "innodb_flush_log_at_trx_commit=1"
+    echo "innodb_buffer_pool_size=64M"
+    echo "max_connections=300"
+    echo "performance_schema=OFF"
+    if [ "$FLAVOR" = mariadb ]; then
+      echo "gtid_strict_mode=ON"
+      echo "log_slave_updates=ON"
+      echo "max_statement_time=0"
+    else
+      echo "gtid_mode=ON"
+      echo "enforce_gtid_consistency=ON"
+      echo "log_replica_updates=ON"
+      echo "mysqlx=OFF"
+    fi
+    if [ "$REPLICATION" = 1 ] && [ "$node" != manager ]; then
+      echo "read_only=ON"
+      if [ "$FLAVOR" = mysql ]; then echo "super_read_only=ON"; fi
+    fi
+  } >"$d/my.cnf"
+}
+
+running_pid() {
+  local pidfile; pidfile="$(node_dir "$1")/mysqld.pid"
+  [ -s "$pidfile" ] || return 1
+  local pid; pid=$(cat "$pidfile")
+  kill -0 "$pid" 2>/dev/null || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$(node_dir "$1")/my.cnf" || return 1
+  echo "$pid"
+}
+
+start_node() {
+  local node=$1 port=$2 id=$3 d; d=$(node_dir "$node")
+  write_cnf "$node" "$port" "$id"
+  if running_pid "$node" >/dev/null; then
+    log "$node already running on port $port"
+    return 0
+  fi
+  rm -f "$d/mysqld.pid" "$d/mysqld.sock" "$d/mysqld.sock.lock"
+  if [ ! -d "$d/data/mysql" ]; then
+    log "initialising $node ($FLAVOR)"
+    rm -rf "$d/data" && mkdir -p "$d/data"
+    if [ "$FLAVOR" = mariadb ]; then
+      "$INSTALL_DB" --defaults-file="$d/my.cnf" --auth-root-authentication-method=socket \
+        --skip-test-db >"$d/install.log" 2>&1 || { cat "$d/install.log" >&2; die "init of $node failed"; }
+    else
+      "$SERVER" --defaults-file="$d/my.cnf" --initialize-insecure >"$d/install.log" 2>&1 ||
+        { cat "$d/install.log" >&2; die "init of $node failed"; }
+    fi
+  fi
+  log "starting $node on 127.0.0.1:$port"
+  setsid nohup "$SERVER" --defaults-file="$d/my.cnf" </dev/null >>"$d/server.out" 2>&1 &
+  local i
+  for i in $(seq 1 120); do
+    if "$ADMIN" --no-defaults --protocol=socket --socket="$d/mysqld.sock" -uroot ping >/dev/null 2>&1; then
+      return 0
+    fi
+    sleep 0.5
+  done
+  tail -n 30 "$d/error.log" >&2 || true
+  die "$node did not start (see $d/error.log)"
+}
+
+random_secret() { head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
+
+ensure_secrets() {
+  [ -s "$SECRETS" ] && return 0
+  ( umask 077
+    {
+      echo "REPL_PASSWORD=$(random_secret)"
+      echo "APP_PASSWORD=$(random_secret)"
+      echo "MONITOR_PASSWORD=$(random_secret)"
+      echo "SBTEST_PASSWORD=$(random_secret)"
+      echo "PROXY_TOKEN=$(random_secret)"
+    } >"$SECRETS.tmp" && mv "$SECRETS.tmp" "$SECRETS" )
+}
+
+load_secrets() {
+  ensure_secrets
+  # shellcheck disable=SC1090
+  . "$SECRETS"
+}
+
+bootstrap_manager() {
+  local monitor_grant="REPLICATION CLIENT"
+  if [ "$FLAVOR" = mariadb ]; then monitor_grant="SLAVE MONITOR"; fi
+  local names="'PENELOPE','NICK','ED','JENNIFER','JOHNNY','BETTE','GRACE','MATTHEW','JOE','CHRISTIAN','ZERO','KARL','UMA','VIVIEN','CUBA','FRED','HELEN','DAN','BOB','LUCILLE'"
+  local surnames="'GUINESS','WAHLBERG','CHASE','DAVIS','LOLLOBRIGIDA','NICHOLSON','MOSTEL','JOHANSSON','SWANK','GABLE','CAGE','BERRY','WOOD','BERGEN','OLIVIER','COSTNER','VOIGHT','TORN','FAWCETT','TRACY'"
+  sql manager <<SQL
+CREATE DATABASE IF NOT EXISTS sakila;
+CREATE DATABASE IF NOT EXISTS sqlgate;
+CREATE DATABASE IF NOT EXISTS sbtest;
+CREATE USER IF NOT EXISTS 'repl'@'127.0.0.1' IDENTIFIED BY '$REPL_PASSWORD';
+GRANT REPLICATION SLAVE ON *.* TO 'repl'@'127.0.0.1';
+CREATE USER IF NOT EXISTS 'sqlgate_app'@'127.0.0.1' IDENTIFIED BY '$APP_PASSWORD';
+GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, ALTER, INDEX, CREATE VIEW, SHOW VIEW, REFERENCES ON sakila.* TO 'sqlgate_app'@'127.0.0.1';
+GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, ALTER, INDEX, CREATE VIEW, SHOW VIEW, REFERENCES ON sqlgate.* TO 'sqlgate_app'@'127.0.0.1';
+CREATE USER IF NOT EXISTS 'sqlgate_monitor'@'127.0.0.1' IDENTIFIED BY '$MONITOR_PASSWORD';
+GRANT $monitor_grant, PROCESS ON *.* TO 'sqlgate_monitor'@'127.0.0.1';
+CREATE USER IF NOT EXISTS 'sbtest'@'127.0.0.1' IDENTIFIED BY '$SBTEST_PASSWORD';
+GRANT ALL ON sbtest.* TO 'sbtest'@'127.0.0.1';
+CREATE TABLE IF NOT EXISTS sakila.actor (
+  actor_id SMALLINT UNSIGNED NOT NULL AUTO_INCREMENT,
+  first_name VARCHAR(45) NOT NULL,
+  last_name VARCHAR(45) NOT NULL,
+  last_update TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP,
+  PRIMARY KEY (actor_id),
+  KEY idx_actor_last_name (last_name)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+INSERT IGNORE INTO sakila.actor (actor_id, first_name, last_name, last_update)
+  WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 200)
+  SELECT i, ELT(1 + (i - 1) % 20, $names), ELT(1 + (i * 7) % 20, $surnames), '2006-02-15 04:34:33' FROM n;
+SQL
+}
+
+configure_worker() {
+  local node=$1
+  local configured
+  if [ "$FLAVOR" = mariadb ]; then
+    configured=$(sql "$node" -e "SHOW SLAVE STATUS" | wc -l)
+    if [ "$configured" -eq 0 ]; then
+      log "wiring $node to the manager (MASTER_USE_GTID=slave_pos)"
+      sql "$node" <<SQL
+CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=$MANAGER_PORT, MASTER_USER='repl',
+  MASTER_PASSWORD='$REPL_PASSWORD', MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1;
+START SLAVE;
+SQL
+    else
+      sql "$node" -e "START SLAVE" 2>/dev/null || true
+    fi
+  else
+    configured=$(sql "$node" -e "SHOW REPLICA STATUS" | wc -l)
+    if [ "$configured" -eq 0 ]; then
+      log "wiring $node to the manager (SOURCE_AUTO_POSITION=1)"
+      sql "$node" <<SQL
+CHANGE REPLICATION SOURCE TO SOURCE_HOST='127.0.0.1', SOURCE_PORT=$MANAGER_PORT, SOURCE_USER='repl',
+  SOURCE_PASSWORD='$REPL_PASSWORD', SOURCE_AUTO_POSITION=1, GET_SOURCE_PUBLIC_KEY=1, SOURCE_CONNECT_RETRY=1;
+START REPLICA;
+SQL
+    else
+      sql "$node" -e "START REPLICA" 2>/dev/null || true
+    fi
+  fi
+}
+
+# Waits until every worker has applied everything the manager has committed.
+wait_caught_up() {
+  local pos node ok
+  if [ "$FLAVOR" = mariadb ]; then
+    pos=$(sql manager -e "SELECT @@gtid_binlog_pos")
+  else
+    pos=$(sql manager -e "SELECT @@gtid_executed" | tr -d '\n')
+  fi
+  for entry in "${NODES[@]}"; do read -r node _ _ <<<"$entry";
+    [ "$node" = manager ] && continue
+    if [ "$FLAVOR" = mariadb ]; then
+      ok=$(sql "$node" -e "SELECT MASTER_GTID_WAIT('$pos', 60)")
+    else
+      ok=$(sql "$node" -e "SELECT WAIT_FOR_EXECUTED_GTID_SET('$pos', 60)")
+    fi
+    [ "$ok" = 0 ] || die "$node did not catch up with the manager ($pos); see: local/cluster.sh status"
+  done
+}
+
+start_watcher() {
+  [ -n "${SQLGATE_WATCH_PID:-}" ] || return 0
+  local self; self=$(readlink -f "${BASH_SOURCE[0]}")
+  setsid nohup bash -c '
+    while kill -0 "$1" 2>/dev/null; do sleep 1; done
+    SQLGATE_WATCHER=1 "$2" stop' _ "$SQLGATE_WATCH_PID" "$self" </dev/null >>"$DIR/watcher.log" 2>&1 &
+  echo $! >"$DIR/watcher.pid"
+}
+
+cmd_start() {
+  ensure_server
+  if [ "$REPLICATION" = 1 ]; then load_secrets; fi
+  for entry in "${NODES[@]}"; do read -r node port id <<<"$entry"; start_node "$node" "$port" "$id"; done
+  if [ "$REPLICATION" = 1 ]; then
+    bootstrap_manager
+    for entry in "${NODES[@]}"; do read -r node _ _ <<<"$entry";
+      [ "$node" = manager ] || configure_worker "$node"
+    done
+    wait_caught_up
+  fi
+  echo "$FLAVOR" >"$DIR/flavor"
+  start_watcher
+  log "cluster up ($FLAVOR): manager 127.0.0.1:$MANAGER_PORT, workers ${WORKER_PORTS[*]}"
+}
+
+cmd_stop() {
+  if [ -z "${SQLGATE_WATCHER:-}" ] && [ -s "$DIR/watcher.pid" ]; then
+    kill "$(cat "$DIR/watcher.pid")" 2>/dev/null || true
+    rm -f "$DIR/watcher.pid"
+  fi
+  local node pid i
+  for entry in "${NODES[@]}"; do read -r node _ _ <<<"$entry";
+    pid=$(running_pid "$node") || continue
+    log "stopping $node (pid $pid)"
+    kill -TERM "$pid" 2>/dev/null || true
+    for i in $(seq 1 120); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+    if kill -0 "$pid" 2>/dev/null; then
+      log "$node did not stop in 60 s: killing it"
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+  done
+}
+
+cmd_status() {
+  ensure_server
+  local node port pid rc=0
+  for entry in "${NODES[@]}"; do read -r node port _ <<<"$entry";
+    if pid=$(running_pid "$node"); then
+      printf '%-10s running  pid=%-8s 127.0.0.1:%s' "$node" "$pid" "$port"
+      if [ "$node" != manager ]; then
+        local st
+        st=$("$CLIENT" --no-defaults --protocol=socket --socket="$(node_dir "$node")/mysqld.sock" -uroot \
+          -e "SHOW SLAVE STATUS\G" 2>/dev/null | awk -F': ' '
+            /^ *(Slave|Replica)_(IO|SQL)_Running:|Seconds_Behind_(Master|Source):|Gtid_IO_Pos:/ {
+              gsub(/^ +/, "", $1); printf " %s=%s", $1, $2 }
+            /Last_(IO|SQL)_Error: ./ { gsub(/^ +/, "", $1); printf " %s=\"%s\"", $1, $2 }')
+        printf '%s' "${st:- replication=not configured}"
+      fi
+      printf '\n'
+    else
+      printf '%-10s stopped  127.0.0.1:%s\n' "$node" "$port"
+      rc=3
+    fi
+  done
+  return $rc
+}
+
+mapfile -t NODES < <(nodes)
+
+case "${1:-}" in
+  start) cmd_start ;;
+  stop) cmd_stop ;;
+  status) cmd_status ;;
+  wait) ensure_server; load_secrets; wait_caught_up ;;
+  *) echo "usage: $0 start|stop|status|wait" >&2; exit 64 ;;
+esac

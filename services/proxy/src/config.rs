@@ -1,0 +1,228 @@
+//! The proxy's configuration, read from `PROXY_*` environment variables.
+
+use sqlgate::config::{get_or, millis, required_secret, ConfigError, Env, Secret};
+use sqlgate::Mode;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+pub const LISTEN: &str = "PROXY_LISTEN";
+pub const TOKEN: &str = "PROXY_TOKEN";
+pub const MANAGER: &str = "PROXY_MANAGER";
+pub const WORKERS: &str = "PROXY_WORKERS";
+pub const DB_USER: &str = "PROXY_DB_USER";
+pub const DB_PASSWORD: &str = "PROXY_DB_PASSWORD";
+pub const MONITOR_USER: &str = "PROXY_MONITOR_USER";
+pub const MONITOR_PASSWORD: &str = "PROXY_MONITOR_PASSWORD";
+pub const DEFAULT_MODE: &str = "PROXY_DEFAULT_MODE";
+pub const MAX_LAG_S: &str = "PROXY_MAX_LAG_S";
+pub const MONITOR_INTERVAL_MS: &str = "PROXY_MONITOR_INTERVAL_MS";
+pub const PING_INTERVAL_MS: &str = "PROXY_PING_INTERVAL_MS";
+pub const PING_TOLERANCE_US: &str = "PROXY_PING_TOLERANCE_US";
+pub const POOL_SIZE: &str = "PROXY_POOL_SIZE";
+pub const CONNECT_TIMEOUT_MS: &str = "PROXY_CONNECT_TIMEOUT_MS";
+pub const STATEMENT_TIMEOUT_MS: &str = "PROXY_STATEMENT_TIMEOUT_MS";
+pub const MAX_BODY_BYTES: &str = "PROXY_MAX_BODY_BYTES";
+pub const MAX_SQL_BYTES: &str = "PROXY_MAX_SQL_BYTES";
+pub const MAX_PARAMS: &str = "PROXY_MAX_PARAMS";
+pub const MAX_ROWS: &str = "PROXY_MAX_ROWS";
+pub const MAX_RESULT_BYTES: &str = "PROXY_MAX_RESULT_BYTES";
+pub const MAX_TX_STATEMENTS: &str = "PROXY_MAX_TX_STATEMENTS";
+pub const HTTP_WORKERS: &str = "PROXY_HTTP_WORKERS";
+
+/// A database node as configured: `name=host:port` or `host:port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeAddr {
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+}
+
+impl NodeAddr {
+    /// Parses `host:port` or `name=host:port`; `default_name` is used without a name.
+    pub fn parse(s: &str, default_name: &str) -> Result<NodeAddr, String> {
+        let s = s.trim();
+        let (name, addr) = match s.split_once('=') {
+            Some((n, a)) => (n.trim().to_string(), a.trim()),
+            None => (default_name.to_string(), s),
+        };
+        let (host, port) = addr
+            .rsplit_once(':')
+            .ok_or_else(|| format!("{s:?} must be host:port"))?;
+        let port = port
+            .parse::<u16>()
+            .map_err(|_| format!("{s:?} has an invalid port"))?;
+        if host.is_empty() || name.is_empty() {
+            return Err(format!("{s:?} must be [name=]host:port"));
+        }
+        Ok(NodeAddr {
+            name,
+            host: host.trim_matches(['[', ']']).to_string(),
+            port,
+        })
+    }
+}
+
+/// Size and time limits of one request.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    pub max_sql_bytes: usize,
+    pub max_params: usize,
+    pub max_rows: usize,
+    pub max_result_bytes: usize,
+    pub max_tx_statements: usize,
+}
+
+/// Everything the proxy needs to start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    /// Shared with the gatekeeper; every `/query` and `/transaction` must carry it.
+    pub token: Secret,
+    pub manager: NodeAddr,
+    pub workers: Vec<NodeAddr>,
+    pub db_user: String,
+    pub db_password: Secret,
+    pub monitor_user: String,
+    pub monitor_password: Secret,
+    pub default_mode: Mode,
+    /// A worker lagging more than this is not read from.
+    pub max_lag: Duration,
+    pub monitor_interval: Duration,
+    pub ping_interval: Duration,
+    /// RTTs closer than this to the best one count as equal in `ping` mode.
+    pub ping_tolerance: Duration,
+    pub pool_size: u32,
+    pub connect_timeout: Duration,
+    pub statement_timeout: Duration,
+    pub limits: Limits,
+    pub http_workers: usize,
+}
+
+impl Config {
+    pub fn from_env(env: &dyn Env) -> Result<Config, ConfigError> {
+        let listen = get_or(env, LISTEN, "127.0.0.1:5000".parse().expect("valid"))?;
+        let token = required_secret(env, TOKEN)?;
+        if token.expose().len() < 16 {
+            return Err(ConfigError(format!("{TOKEN} must be at least 16 characters")));
+        }
+        let manager = NodeAddr::parse(&get_or(env, MANAGER, "127.0.0.1:3307".to_string())?, "manager")
+            .map_err(|e| ConfigError(format!("{MANAGER}: {e}")))?;
+        let workers_raw = get_or(env, WORKERS, "127.0.0.1:3308,127.0.0.1:3309".to_string())?;
+        let workers = workers_raw
+            .split(',')
+            .filter(|s| !s.trim().is_empty())
+            .enumerate()
+            .map(|(i, s)| NodeAddr::parse(s, &format!("worker-{}", i + 1)))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ConfigError(format!("{WORKERS}: {e}")))?;
+        let mode_raw = get_or(env, DEFAULT_MODE, "random".to_string())?;
+        let default_mode = Mode::parse(&mode_raw).ok_or_else(|| {
+            ConfigError(format!(
+                "{DEFAULT_MODE}={mode_raw:?} is not one of direct, random, ping, least_busy"
+            ))
+        })?;
+        let pool_size: u32 = get_or(env, POOL_SIZE, 32)?;
+        if pool_size == 0 {
+            return Err(ConfigError(format!("{POOL_SIZE} must be greater than 0")));
+        }
+        Ok(Config {
+            listen,
+            token,
+            manager,
+            workers,
+            db_user: get_or(env, DB_USER, "sqlgate_app".to_string())?,
+            db_password: required_secret(env, DB_PASSWORD)?,
+            monitor_user: get_or(env, MONITOR_USER, "sqlgate_monitor".to_string())?,
+            monitor_password: required_secret(env, MONITOR_PASSWORD)?,
+            default_mode,
+            max_lag: Duration::from_secs(get_or(env, MAX_LAG_S, 5)?),
+            monitor_interval: millis(env, MONITOR_INTERVAL_MS, 1000)?,
+            ping_interval: millis(env, PING_INTERVAL_MS, 1000)?,
+            ping_tolerance: Duration::from_micros(get_or(env, PING_TOLERANCE_US, 100)?),
+            pool_size,
+            connect_timeout: millis(env, CONNECT_TIMEOUT_MS, 1000)?,
+            statement_timeout: millis(env, STATEMENT_TIMEOUT_MS, 10_000)?,
+            limits: Limits {
+                max_body_bytes: get_or(env, MAX_BODY_BYTES, 1 << 20)?,
+                max_sql_bytes: get_or(env, MAX_SQL_BYTES, 64 << 10)?,
+                max_params: get_or(env, MAX_PARAMS, 1000)?,
+                max_rows: get_or(env, MAX_ROWS, 10_000)?,
+                max_result_bytes: get_or(env, MAX_RESULT_BYTES, 16 << 20)?,
+                max_tx_statements: get_or(env, MAX_TX_STATEMENTS, 100)?,
+            },
+            http_workers: get_or(
+                env,
+                HTTP_WORKERS,
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            )?,
+        })
+    }
+
+    /// The environment a local cluster's proxy needs, besides secrets (used by `make up` docs).
+    pub fn required_vars() -> [&'static str; 3] {
+        [TOKEN, DB_PASSWORD, MONITOR_PASSWORD]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    const BASE: &[(&str, &str)] = &[
+        (TOKEN, "0123456789abcdef0123"),
+        (DB_PASSWORD, "pw"),
+        (MONITOR_PASSWORD, "pw2"),
+    ];
+
+    #[test]
+    fn defaults_suit_the_local_cluster() {
+        let c = Config::from_env(&env(BASE)).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:5000");
+        assert_eq!(c.manager.port, 3307);
+        let names: Vec<_> = c.workers.iter().map(|w| w.name.as_str()).collect();
+        assert_eq!(names, ["worker-1", "worker-2"]);
+        assert_eq!(c.default_mode, Mode::Random);
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let cases: &[(&str, &str)] = &[
+            (WORKERS, "localhost"),
+            (MANAGER, "h:notaport"),
+            (DEFAULT_MODE, "fastest"),
+            (POOL_SIZE, "0"),
+            (MAX_LAG_S, "-1"),
+            (TOKEN, "short"),
+        ];
+        for (k, v) in cases {
+            let mut e = env(BASE);
+            e.insert(k.to_string(), v.to_string());
+            let err = Config::from_env(&e).expect_err(k);
+            assert!(err.0.contains(k), "{k}={v}: {err}");
+        }
+        for k in Config::required_vars() {
+            let mut e = env(BASE);
+            e.remove(k);
+            let err = Config::from_env(&e).expect_err(k);
+            assert!(err.0.contains(k), "missing {k}: {err}");
+        }
+    }
+
+    #[test]
+    fn node_addresses() {
+        let a = NodeAddr::parse("replica-a=10.0.1.5:3306", "x").unwrap();
+        assert_eq!((a.name.as_str(), a.host.as_str(), a.port), ("replica-a", "10.0.1.5", 3306));
+        let b = NodeAddr::parse("[::1]:3306", "w").unwrap();
+        assert_eq!((b.name.as_str(), b.host.as_str()), ("w", "::1"));
+        assert!(NodeAddr::parse(":3306", "w").is_err());
+    }
+}

@@ -1,0 +1,320 @@
+//! Runs one statement on a connection and turns its result into the API's JSON values.
+
+use crate::config::Limits;
+use base64::Engine;
+use mysql::consts::ColumnType as T;
+use mysql::prelude::{Protocol, Queryable};
+use mysql::{Params, QueryResult};
+use serde_json::Value as Json;
+use sqlgate::wire::{int_value, Column, StatementResult};
+
+/// The character set number MySQL uses for binary strings.
+const BINARY_CHARSET: u16 = 63;
+
+/// Why a statement did not produce a result.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    /// The server refused or failed the statement; the connection is still usable.
+    #[error("{message}")]
+    Sql {
+        code: u16,
+        state: String,
+        message: String,
+    },
+    /// The statement ran past the server's statement time limit.
+    #[error("statement exceeded the time limit: {0}")]
+    Timeout(String),
+    /// The result exceeded a row or byte limit.
+    #[error("{0}")]
+    TooLarge(String),
+    /// The connection failed (I/O, protocol): the connection must be discarded.
+    #[error("connection failed: {0}")]
+    Connection(String),
+}
+
+/// Server error numbers for a statement stopped by its time limit (MariaDB, MySQL).
+const TIMEOUT_CODES: [u16; 2] = [1969, 3024];
+
+impl From<mysql::Error> for ExecError {
+    fn from(e: mysql::Error) -> Self {
+        match e {
+            mysql::Error::MySqlError(m) if TIMEOUT_CODES.contains(&m.code) => {
+                ExecError::Timeout(m.message)
+            }
+            mysql::Error::MySqlError(m) => ExecError::Sql {
+                code: m.code,
+                state: m.state,
+                message: m.message,
+            },
+            other => ExecError::Connection(other.to_string()),
+        }
+    }
+}
+
+impl ExecError {
+    /// Whether the connection must not go back to the pool.
+    pub fn breaks_connection(&self) -> bool {
+        matches!(self, ExecError::Connection(_))
+    }
+}
+
+/// Converts JSON params to MySQL values (shape already checked: scalars only).
+pub fn bind(params: &[Json]) -> Params {
+    if params.is_empty() {
+        return Params::Empty;
+    }
+    Params::Positional(
+        params
+            .iter()
+            .map(|p| match p {
+                Json::Null => mysql::Value::NULL,
+                Json::Bool(b) => mysql::Value::Int(i64::from(*b)),
+                Json::Number(n) => n
+                    .as_i64()
+                    .map(mysql::Value::Int)
+                    .or_else(|| n.as_u64().map(mysql::Value::UInt))
+                    .unwrap_or_else(|| mysql::Value::Double(n.as_f64().unwrap_or(0.0))),
+                Json::String(s) => mysql::Value::Bytes(s.clone().into_bytes()),
+                Json::Array(_) | Json::Object(_) => mysql::Value::NULL,
+            })
+            .collect(),
+    )
+}
+
+/// Runs `sql` with `params` (text protocol without params, prepared statement with them).
+pub fn run<Q: Queryable>(
+    q: &mut Q,
+    sql: &str,
+    params: &[Json],
+    limits: &Limits,
+) -> Result<StatementResult, ExecError> {
+    if params.is_empty() {
+        collect(q.query_iter(sql)?, limits)
+    } else {
+        collect(q.exec_iter(sql, bind(params))?, limits)
+    }
+}
+
+fn collect<P: Protocol>(
+    mut result: QueryResult<'_, '_, '_, P>,
+    limits: &Limits,
+) -> Result<StatementResult, ExecError> {
+    let mut out = StatementResult::default();
+    let mut bytes = 0usize;
+    if let Some(set) = result.iter() {
+        let cols = set.columns();
+        let meta: Vec<(T, u16, bool)> = cols
+            .as_ref()
+            .iter()
+            .map(|c| {
+                (
+                    c.column_type(),
+                    c.character_set(),
+                    c.flags().contains(mysql::consts::ColumnFlags::UNSIGNED_FLAG),
+                )
+            })
+            .collect();
+        out.columns = cols
+            .as_ref()
+            .iter()
+            .map(|c| Column {
+                name: c.name_str().into_owned(),
+                type_name: type_name(c.column_type(), c.character_set()),
+            })
+            .collect();
+        for row in set {
+            let row = row?;
+            if out.rows.len() >= limits.max_rows {
+                return Err(ExecError::TooLarge(format!(
+                    "result has more than {} rows; add a LIMIT",
+                    limits.max_rows
+                )));
+            }
+            let values = row.unwrap();
+            let mut json_row = Vec::with_capacity(values.len());
+            for (v, (ty, cs, _unsigned)) in values.into_iter().zip(meta.iter()) {
+                bytes += value_size(&v);
+                json_row.push(to_json(v, *ty, *cs));
+            }
+            if bytes > limits.max_result_bytes {
+                return Err(ExecError::TooLarge(format!(
+                    "result exceeds {} bytes",
+                    limits.max_result_bytes
+                )));
+            }
+            out.rows.push(json_row);
+        }
+    }
+    out.rows_affected = result.affected_rows();
+    out.last_insert_id = result.last_insert_id().filter(|id| *id != 0);
+    // Further result sets (a CALL's status, say) are drained when `result` drops.
+    Ok(out)
+}
+
+fn value_size(v: &mysql::Value) -> usize {
+    match v {
+        mysql::Value::Bytes(b) => b.len(),
+        _ => 8,
+    }
+}
+
+fn is_string_type(t: T) -> bool {
+    matches!(
+        t,
+        T::MYSQL_TYPE_VARCHAR
+            | T::MYSQL_TYPE_VAR_STRING
+            | T::MYSQL_TYPE_STRING
+            | T::MYSQL_TYPE_TINY_BLOB
+            | T::MYSQL_TYPE_MEDIUM_BLOB
+            | T::MYSQL_TYPE_LONG_BLOB
+            | T::MYSQL_TYPE_BLOB
+    )
+}
+
+/// The type name clients see: the protocol type, with binary strings told apart from text.
+pub fn type_name(t: T, charset: u16) -> String {
+    if is_string_type(t) {
+        let binary = charset == BINARY_CHARSET;
+        let name = match (t, binary) {
+            (T::MYSQL_TYPE_VAR_STRING | T::MYSQL_TYPE_VARCHAR, true) => "VARBINARY",
+            (T::MYSQL_TYPE_STRING, true) => "BINARY",
+            (_, true) => "BLOB",
+            (T::MYSQL_TYPE_VAR_STRING | T::MYSQL_TYPE_VARCHAR, false) => "VAR_STRING",
+            (T::MYSQL_TYPE_STRING, false) => "STRING",
+            (_, false) => "TEXT",
+        };
+        return name.to_string();
+    }
+    let debug = format!("{t:?}");
+    debug.trim_start_matches("MYSQL_TYPE_").to_string()
+}
+
+fn frac(us: u32) -> String {
+    if us == 0 {
+        String::new()
+    } else {
+        format!(".{us:06}")
+    }
+}
+
+/// Converts one value as the API promises: integers as numbers (strings past ±2^53), DECIMAL
+/// as strings, dates and times as ISO 8601, binary as base64, NULL as null.
+pub fn to_json(v: mysql::Value, t: T, charset: u16) -> Json {
+    use mysql::Value as V;
+    match v {
+        V::NULL => Json::Null,
+        V::Int(i) => int_value(i128::from(i)),
+        V::UInt(u) => int_value(i128::from(u)),
+        V::Float(f) => float(f64::from(f)),
+        V::Double(d) => float(d),
+        V::Date(y, mo, d, h, mi, s, us) => {
+            if t == T::MYSQL_TYPE_DATE {
+                Json::String(format!("{y:04}-{mo:02}-{d:02}"))
+            } else {
+                Json::String(format!(
+                    "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}{}",
+                    frac(us)
+                ))
+            }
+        }
+        V::Time(neg, days, h, mi, s, us) => Json::String(format!(
+            "{}{:02}:{mi:02}:{s:02}{}",
+            if neg { "-" } else { "" },
+            u32::from(h) + days * 24,
+            frac(us)
+        )),
+        V::Bytes(b) => from_text(b, t, charset),
+    }
+}
+
+fn float(f: f64) -> Json {
+    serde_json::Number::from_f64(f).map_or(Json::Null, Json::Number)
+}
+
+/// Converts a value sent as text (the text protocol, and DECIMAL/strings in the binary one).
+fn from_text(b: Vec<u8>, t: T, charset: u16) -> Json {
+    let text = || String::from_utf8_lossy(&b).into_owned();
+    match t {
+        T::MYSQL_TYPE_TINY
+        | T::MYSQL_TYPE_SHORT
+        | T::MYSQL_TYPE_INT24
+        | T::MYSQL_TYPE_LONG
+        | T::MYSQL_TYPE_LONGLONG
+        | T::MYSQL_TYPE_YEAR => text()
+            .parse::<i128>()
+            .map_or_else(|_| Json::String(text()), int_value),
+        T::MYSQL_TYPE_FLOAT | T::MYSQL_TYPE_DOUBLE => {
+            text().parse::<f64>().map_or_else(|_| Json::String(text()), float)
+        }
+        T::MYSQL_TYPE_DECIMAL | T::MYSQL_TYPE_NEWDECIMAL => Json::String(text()),
+        T::MYSQL_TYPE_DATETIME
+        | T::MYSQL_TYPE_DATETIME2
+        | T::MYSQL_TYPE_TIMESTAMP
+        | T::MYSQL_TYPE_TIMESTAMP2 => Json::String(text().replacen(' ', "T", 1)),
+        T::MYSQL_TYPE_BIT => {
+            let n = b.iter().fold(0u128, |acc, x| (acc << 8) | u128::from(*x));
+            int_value(n as i128)
+        }
+        T::MYSQL_TYPE_GEOMETRY => {
+            Json::String(base64::engine::general_purpose::STANDARD.encode(&b))
+        }
+        _ if is_string_type(t) && charset == BINARY_CHARSET => {
+            Json::String(base64::engine::general_purpose::STANDARD.encode(&b))
+        }
+        _ => Json::String(text()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mysql::Value as V;
+
+    #[test]
+    fn values_convert_as_documented() {
+        let utf8 = 33;
+        let cases: Vec<(V, T, u16, Json, &str)> = vec![
+            (V::NULL, T::MYSQL_TYPE_LONG, utf8, Json::Null, "null"),
+            (V::Bytes(b"42".to_vec()), T::MYSQL_TYPE_LONG, 63, Json::from(42), "text int"),
+            (V::Bytes(b"-7".to_vec()), T::MYSQL_TYPE_TINY, 63, Json::from(-7), "text negative"),
+            (V::Bytes(b"18446744073709551615".to_vec()), T::MYSQL_TYPE_LONGLONG, 63, Json::from("18446744073709551615"), "u64 max as string"),
+            (V::Int(9007199254740993), T::MYSQL_TYPE_LONGLONG, 63, Json::from("9007199254740993"), "binary int past 2^53"),
+            (V::UInt(5), T::MYSQL_TYPE_LONGLONG, 63, Json::from(5), "binary uint"),
+            (V::Bytes(b"12.50".to_vec()), T::MYSQL_TYPE_NEWDECIMAL, 63, Json::from("12.50"), "decimal as string"),
+            (V::Bytes(b"1.5".to_vec()), T::MYSQL_TYPE_DOUBLE, 63, Json::from(1.5), "text double"),
+            (V::Double(2.25), T::MYSQL_TYPE_DOUBLE, 63, Json::from(2.25), "binary double"),
+            (V::Bytes(b"2006-02-15 04:34:33".to_vec()), T::MYSQL_TYPE_TIMESTAMP, 63, Json::from("2006-02-15T04:34:33"), "text timestamp"),
+            (V::Bytes(b"2006-02-15".to_vec()), T::MYSQL_TYPE_DATE, 63, Json::from("2006-02-15"), "text date"),
+            (V::Date(2006, 2, 15, 4, 34, 33, 0), T::MYSQL_TYPE_DATETIME, 63, Json::from("2006-02-15T04:34:33"), "binary datetime"),
+            (V::Date(2006, 2, 15, 0, 0, 0, 0), T::MYSQL_TYPE_DATE, 63, Json::from("2006-02-15"), "binary date"),
+            (V::Date(2006, 2, 15, 1, 2, 3, 500), T::MYSQL_TYPE_DATETIME, 63, Json::from("2006-02-15T01:02:03.000500"), "fractional seconds"),
+            (V::Time(true, 1, 2, 3, 4, 0), T::MYSQL_TYPE_TIME, 63, Json::from("-26:03:04"), "negative time"),
+            (V::Bytes(b"ALICE".to_vec()), T::MYSQL_TYPE_VAR_STRING, utf8, Json::from("ALICE"), "text string"),
+            (V::Bytes(vec![0, 255, 1]), T::MYSQL_TYPE_BLOB, 63, Json::from("AP8B"), "binary as base64"),
+            (V::Bytes(vec![1]), T::MYSQL_TYPE_BIT, 63, Json::from(1), "bit"),
+        ];
+        for (v, t, cs, want, what) in cases {
+            assert_eq!(to_json(v, t, cs), want, "{what}");
+        }
+    }
+
+    #[test]
+    fn type_names() {
+        assert_eq!(type_name(T::MYSQL_TYPE_VAR_STRING, 33), "VAR_STRING");
+        assert_eq!(type_name(T::MYSQL_TYPE_VAR_STRING, 63), "VARBINARY");
+        assert_eq!(type_name(T::MYSQL_TYPE_BLOB, 33), "TEXT");
+        assert_eq!(type_name(T::MYSQL_TYPE_BLOB, 63), "BLOB");
+        assert_eq!(type_name(T::MYSQL_TYPE_LONG, 63), "LONG");
+        assert_eq!(type_name(T::MYSQL_TYPE_NEWDECIMAL, 63), "NEWDECIMAL");
+    }
+
+    #[test]
+    fn params_bind_as_typed_values() {
+        let p = bind(&[Json::Null, Json::from(true), Json::from(-3), Json::from(u64::MAX), Json::from(1.5), Json::from("x'; DROP")]);
+        let Params::Positional(v) = p else { panic!("positional") };
+        assert_eq!(
+            v,
+            vec![V::NULL, V::Int(1), V::Int(-3), V::UInt(u64::MAX), V::Double(1.5), V::Bytes(b"x'; DROP".to_vec())]
+        );
+    }
+}

@@ -1,0 +1,88 @@
+//! sqlgate proxy: classifies each statement, sends writes to the manager and reads to a worker
+//! chosen by the routing mode, from health kept by background monitors.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod error;
+pub mod execute;
+pub mod metrics;
+pub mod monitor;
+pub mod node;
+pub mod pool;
+pub mod probe;
+pub mod route;
+pub mod routes;
+
+use actix_web::{dev::Server, web, App, HttpServer};
+use config::Config;
+use node::Cluster;
+use std::net::TcpListener;
+use std::sync::Arc;
+
+/// Shared by every request handler.
+pub struct State {
+    pub config: Config,
+    pub cluster: Arc<Cluster>,
+    pub metrics: metrics::Metrics,
+}
+
+/// A built proxy: its listener is bound and its monitors run; `run_until_stopped` serves.
+pub struct Application {
+    port: u16,
+    server: Server,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Application {
+    /// Binds `config.listen` and starts the monitors (needs a tokio runtime).
+    pub fn build(config: Config) -> anyhow::Result<Application> {
+        let listener = TcpListener::bind(config.listen)
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+        Self::with_listener(config, listener)
+    }
+
+    /// Like `build`, on a listener the caller bound (tests bind port 0).
+    pub fn with_listener(config: Config, listener: TcpListener) -> anyhow::Result<Application> {
+        let port = listener.local_addr()?.port();
+        let cluster = Arc::new(Cluster::new(&config));
+        let mut tasks = monitor::spawn(&cluster, &config);
+        tasks.extend(probe::spawn(&cluster, config.ping_interval));
+        let workers = config.http_workers;
+        let state = web::Data::new(State {
+            config,
+            cluster,
+            metrics: metrics::Metrics::default(),
+        });
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .configure(routes::configure)
+        })
+        .workers(workers)
+        .listen(listener)?
+        .run();
+        Ok(Application {
+            port,
+            server,
+            tasks,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A handle that stops the server (`stop(true)` drains requests first).
+    pub fn handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until the server is stopped (SIGINT/SIGTERM, or the handle).
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let result = self.server.await;
+        for t in self.tasks {
+            t.abort();
+        }
+        result
+    }
+}

@@ -1,0 +1,122 @@
+//! The proxy's Prometheus metrics: requests by node, kind, mode and outcome; latency; pool
+//! usage; node eligibility, lag and RTT.
+
+use crate::node::Cluster;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub endpoint: &'static str,
+    pub node: String,
+    pub kind: &'static str,
+    pub mode: &'static str,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NodeLabels {
+    pub node: String,
+    pub role: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PoolLabels {
+    pub node: String,
+    pub state: &'static str,
+}
+
+/// All proxy metrics.
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<RequestLabels, Counter>,
+    pub duration: Family<KindLabels, Histogram>,
+    pool: Family<PoolLabels, Gauge>,
+    eligible: Family<NodeLabels, Gauge>,
+    lag: Family<NodeLabels, Gauge>,
+    rtt: Family<NodeLabels, Gauge<f64, AtomicU64>>,
+    in_flight: Family<NodeLabels, Gauge>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("sqlgate_proxy");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let duration = Family::<KindLabels, Histogram>::new_with_constructor(|| {
+            // 50 µs to ~26 s.
+            Histogram::new(exponential_buckets(0.00005, 2.0, 20))
+        });
+        let pool = Family::<PoolLabels, Gauge>::default();
+        let eligible = Family::<NodeLabels, Gauge>::default();
+        let lag = Family::<NodeLabels, Gauge>::default();
+        let rtt = Family::<NodeLabels, Gauge<f64, AtomicU64>>::default();
+        let in_flight = Family::<NodeLabels, Gauge>::default();
+        registry.register("requests", "Requests by node, kind, mode and outcome", requests.clone());
+        registry.register("request_duration_seconds", "Time to answer a request", duration.clone());
+        registry.register("pool_connections", "Pooled connections by state", pool.clone());
+        registry.register("node_eligible", "1 when the node may serve its role", eligible.clone());
+        registry.register("node_replication_lag_seconds", "Replica lag seen by the monitor", lag.clone());
+        registry.register("node_rtt_seconds", "Smoothed round-trip time to the node", rtt.clone());
+        registry.register("node_in_flight", "Statements executing on the node", in_flight.clone());
+        Metrics {
+            registry,
+            requests,
+            duration,
+            pool,
+            eligible,
+            lag,
+            rtt,
+            in_flight,
+        }
+    }
+}
+
+impl Metrics {
+    /// Refreshes the node gauges from the cluster and renders the text exposition.
+    pub fn render(&self, cluster: &Cluster) -> String {
+        for node in cluster.all() {
+            let labels = NodeLabels {
+                node: node.name().to_string(),
+                role: node.role.as_str(),
+            };
+            let h = node.health();
+            self.eligible.get_or_create(&labels).set(i64::from(h.eligible));
+            if let Some(lag) = h.lag_seconds {
+                self.lag.get_or_create(&labels).set(lag as i64);
+            }
+            if let Some(rtt) = h.rtt_us {
+                self.rtt.get_or_create(&labels).set(rtt / 1e6);
+            }
+            self.in_flight
+                .get_or_create(&labels)
+                .set(node.in_flight() as i64);
+            let state = node.pool.state();
+            for (s, n) in [
+                ("idle", state.idle_connections),
+                ("in_use", state.connections - state.idle_connections),
+            ] {
+                self.pool
+                    .get_or_create(&PoolLabels {
+                        node: node.name().to_string(),
+                        state: s,
+                    })
+                    .set(i64::from(n));
+            }
+        }
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            log::error!("Metrics encoding failed");
+        }
+        out
+    }
+}

@@ -1,0 +1,247 @@
+//! Background health checks, one task per node: reachability, replication threads and lag.
+//! Requests only ever read the cached result (DESIGN.md: never probe on the request path).
+
+use crate::config::Config;
+use crate::node::{Cluster, Node, NodeRole};
+use crate::pool::{self, Flavor};
+use mysql::prelude::Queryable;
+use mysql::{Conn, OptsBuilder, Row};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What one check found.
+#[derive(Debug, Default)]
+struct Observation {
+    version: String,
+    read_only: bool,
+    /// `None` when the node is not a replica at all.
+    replica: Option<ReplicaStatus>,
+}
+
+/// The replication fields we need, found by column name in either flavour.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaStatus {
+    pub io_running: bool,
+    pub sql_running: bool,
+    pub lag_seconds: Option<u64>,
+    pub last_error: Option<String>,
+}
+
+impl ReplicaStatus {
+    /// Reads a `SHOW REPLICA STATUS` / `SHOW SLAVE STATUS` row by column name.
+    pub fn from_row(row: &Row) -> ReplicaStatus {
+        let get = |names: &[&str]| -> Option<String> {
+            let cols = row.columns_ref();
+            names.iter().find_map(|n| {
+                let i = cols.iter().position(|c| c.name_str() == *n)?;
+                match row.as_ref(i)? {
+                    mysql::Value::NULL => None,
+                    v => Some(mysql::from_value_opt::<String>(v.clone()).ok()?),
+                }
+            })
+        };
+        let yes = |v: Option<String>| v.is_some_and(|s| s.eq_ignore_ascii_case("yes"));
+        let last_error = [
+            get(&["Last_IO_Error", "Last_IO_Error_Message"]),
+            get(&["Last_SQL_Error"]),
+        ]
+        .into_iter()
+        .flatten()
+        .find(|e| !e.is_empty());
+        ReplicaStatus {
+            io_running: yes(get(&["Replica_IO_Running", "Slave_IO_Running"])),
+            sql_running: yes(get(&["Replica_SQL_Running", "Slave_SQL_Running"])),
+            lag_seconds: get(&["Seconds_Behind_Source", "Seconds_Behind_Master"])
+                .and_then(|s| s.parse().ok()),
+            last_error,
+        }
+    }
+}
+
+/// Decides eligibility from an observation: the rules of DESIGN.md in one place.
+fn judge(role: NodeRole, obs: &Observation, max_lag: Duration) -> Result<(), String> {
+    match role {
+        NodeRole::Manager if obs.read_only => Err("manager is read_only".into()),
+        NodeRole::Manager => Ok(()),
+        NodeRole::Worker => {
+            let Some(r) = &obs.replica else {
+                return Err("not replicating (no replica status)".into());
+            };
+            let detail = r
+                .last_error
+                .as_deref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default();
+            if !r.io_running {
+                return Err(format!("replication IO thread not running{detail}"));
+            }
+            if !r.sql_running {
+                return Err(format!("replication SQL thread not running{detail}"));
+            }
+            match r.lag_seconds {
+                None => Err("replication lag unknown".into()),
+                Some(lag) if lag > max_lag.as_secs() => Err(format!(
+                    "replication lag {lag}s exceeds max_lag {}s",
+                    max_lag.as_secs()
+                )),
+                Some(_) => Ok(()),
+            }
+        }
+    }
+}
+
+fn observe(conn: &mut Conn, role: NodeRole) -> Result<Observation, mysql::Error> {
+    let (version, read_only): (String, i64) = conn
+        .query_first("SELECT @@version, @@read_only")?
+        .unwrap_or_default();
+    let flavor = Flavor::from_version(&version);
+    let replica = if role == NodeRole::Worker {
+        let sql = match flavor {
+            Flavor::MariaDb => "SHOW SLAVE STATUS",
+            Flavor::MySql => "SHOW REPLICA STATUS",
+        };
+        let rows: Vec<Row> = conn.query(sql)?;
+        rows.first().map(ReplicaStatus::from_row)
+    } else {
+        None
+    };
+    Ok(Observation {
+        version,
+        read_only: read_only != 0,
+        replica,
+    })
+}
+
+/// Polls one node forever, keeping one monitor connection open between checks.
+async fn watch(node: Arc<Node>, opts: OptsBuilder, interval: Duration, max_lag: Duration) {
+    let mut conn: Option<Conn> = None;
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let role = node.role;
+        let opts2 = opts.clone();
+        let taken = conn.take();
+        let result = tokio::task::spawn_blocking(move || {
+            let mut c = match taken {
+                Some(c) => c,
+                None => Conn::new(opts2)?,
+            };
+            let obs = observe(&mut c, role)?;
+            Ok::<_, mysql::Error>((c, obs))
+        })
+        .await;
+        let outcome = match result {
+            Ok(Ok((c, obs))) => {
+                conn = Some(c);
+                Ok(obs)
+            }
+            Ok(Err(e)) => Err(format!("unreachable: {e}")),
+            Err(e) => Err(format!("monitor task failed: {e}")),
+        };
+        let before = node.health();
+        node.update_health(|h| {
+            h.checked = true;
+            h.last_check = Some(Instant::now());
+            match &outcome {
+                Ok(obs) => {
+                    h.reachable = true;
+                    h.version = Some(obs.version.clone());
+                    h.flavor = Some(Flavor::from_version(&obs.version));
+                    h.read_only = Some(obs.read_only);
+                    h.io_running = obs.replica.as_ref().map(|r| r.io_running);
+                    h.sql_running = obs.replica.as_ref().map(|r| r.sql_running);
+                    h.lag_seconds = obs.replica.as_ref().and_then(|r| r.lag_seconds);
+                    let verdict = judge(role, obs, max_lag);
+                    h.eligible = verdict.is_ok();
+                    h.reason = verdict.err();
+                }
+                Err(reason) => {
+                    h.reachable = false;
+                    h.eligible = false;
+                    h.reason = Some(reason.clone());
+                    h.io_running = None;
+                    h.sql_running = None;
+                    h.lag_seconds = None;
+                }
+            }
+        });
+        let after = node.health();
+        if before.eligible != after.eligible || !before.checked {
+            if after.eligible {
+                log::info!("Node eligible node={} role={}", node.name(), role.as_str());
+            } else {
+                log::warn!(
+                    "Node not eligible node={} role={} reason={:?}",
+                    node.name(),
+                    role.as_str(),
+                    after.reason.as_deref().unwrap_or("")
+                );
+            }
+        }
+    }
+}
+
+/// Starts one monitor task per node on the current tokio runtime.
+pub fn spawn(cluster: &Cluster, config: &Config) -> Vec<tokio::task::JoinHandle<()>> {
+    cluster
+        .all()
+        .map(|node| {
+            let opts = pool::opts(
+                &node.addr,
+                &config.monitor_user,
+                &config.monitor_password,
+                config.connect_timeout,
+                config.monitor_interval.max(Duration::from_secs(2)),
+            );
+            tokio::spawn(watch(
+                node.clone(),
+                opts,
+                config.monitor_interval,
+                config.max_lag,
+            ))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn replica(io: bool, sql: bool, lag: Option<u64>) -> Observation {
+        Observation {
+            version: "10.11.6-MariaDB".into(),
+            read_only: true,
+            replica: Some(ReplicaStatus {
+                io_running: io,
+                sql_running: sql,
+                lag_seconds: lag,
+                last_error: None,
+            }),
+        }
+    }
+
+    #[test]
+    fn eligibility_rules() {
+        let max = Duration::from_secs(5);
+        let cases: &[(Observation, bool, &str)] = &[
+            (replica(true, true, Some(0)), true, "healthy replica"),
+            (replica(true, true, Some(5)), true, "lag at the limit"),
+            (replica(true, true, Some(6)), false, "lag over the limit"),
+            (replica(false, true, Some(0)), false, "IO thread stopped"),
+            (replica(true, false, Some(0)), false, "SQL thread stopped"),
+            (replica(true, true, None), false, "lag unknown"),
+            (Observation::default(), false, "not a replica"),
+        ];
+        for (obs, ok, what) in cases {
+            assert_eq!(judge(NodeRole::Worker, obs, max).is_ok(), *ok, "{what}");
+        }
+        let rw = Observation::default();
+        assert!(judge(NodeRole::Manager, &rw, max).is_ok());
+        let ro = Observation {
+            read_only: true,
+            ..Observation::default()
+        };
+        assert!(judge(NodeRole::Manager, &ro, max).is_err());
+    }
+}

@@ -1,0 +1,137 @@
+//! The database nodes the proxy knows: address, pool, and the health the monitors last saw.
+
+use crate::config::{Config, NodeAddr};
+use crate::pool::{self, Flavor, Pool};
+use serde::Serialize;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+/// The part a node plays in the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeRole {
+    Manager,
+    Worker,
+}
+
+impl NodeRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeRole::Manager => "manager",
+            NodeRole::Worker => "worker",
+        }
+    }
+}
+
+/// What the background monitors last observed about a node.
+#[derive(Debug, Clone, Default)]
+pub struct Health {
+    /// The monitor has completed at least one check.
+    pub checked: bool,
+    pub reachable: bool,
+    /// May serve requests of its role (reads, for a worker).
+    pub eligible: bool,
+    /// Why it is not eligible.
+    pub reason: Option<String>,
+    pub version: Option<String>,
+    pub flavor: Option<Flavor>,
+    pub read_only: Option<bool>,
+    pub io_running: Option<bool>,
+    pub sql_running: Option<bool>,
+    pub lag_seconds: Option<u64>,
+    pub last_check: Option<Instant>,
+    /// Smoothed round-trip time in microseconds.
+    pub rtt_us: Option<f64>,
+    /// `icmp` or `tcp`: how the RTT was measured.
+    pub rtt_method: Option<&'static str>,
+}
+
+/// One database node.
+pub struct Node {
+    pub addr: NodeAddr,
+    pub role: NodeRole,
+    pub pool: Pool,
+    health: RwLock<Health>,
+    /// Statements currently executing on this node (for `least_busy`).
+    in_flight: AtomicUsize,
+}
+
+impl Node {
+    pub fn name(&self) -> &str {
+        &self.addr.name
+    }
+
+    pub fn health(&self) -> Health {
+        self.health.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn update_health(&self, f: impl FnOnce(&mut Health)) {
+        let mut h = self.health.write().unwrap_or_else(|e| e.into_inner());
+        f(&mut h);
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Counts a statement as running until the guard drops.
+    pub fn begin(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(self.clone())
+    }
+}
+
+/// Decrements the node's in-flight count when dropped.
+pub struct InFlight(Arc<Node>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The manager and the workers.
+pub struct Cluster {
+    pub manager: Arc<Node>,
+    pub workers: Vec<Arc<Node>>,
+}
+
+impl Cluster {
+    pub fn new(config: &Config) -> Cluster {
+        let make = |addr: &NodeAddr, role| {
+            let opts = pool::opts(
+                addr,
+                &config.db_user,
+                &config.db_password,
+                config.connect_timeout,
+                // The server-side limit fires first; the socket timeout catches a dead peer.
+                config.statement_timeout + Duration::from_secs(2),
+            );
+            let manager = pool::Manager::new(opts, config.statement_timeout, config.limits.max_rows);
+            Arc::new(Node {
+                addr: addr.clone(),
+                role,
+                pool: pool::build(manager, config.pool_size, config.connect_timeout),
+                health: RwLock::new(Health::default()),
+                in_flight: AtomicUsize::new(0),
+            })
+        };
+        Cluster {
+            manager: make(&config.manager, NodeRole::Manager),
+            workers: config
+                .workers
+                .iter()
+                .map(|w| make(w, NodeRole::Worker))
+                .collect(),
+        }
+    }
+
+    pub fn all(&self) -> impl Iterator<Item = &Arc<Node>> {
+        std::iter::once(&self.manager).chain(self.workers.iter())
+    }
+
+    pub fn by_name(&self, name: &str) -> Option<&Arc<Node>> {
+        self.all().find(|n| n.name() == name)
+    }
+}

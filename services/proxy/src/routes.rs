@@ -1,0 +1,356 @@
+//! The proxy's HTTP endpoints: `/query`, `/transaction`, `/health`, `/ready`, `/metrics`.
+
+use crate::error::ProxyError;
+use crate::execute;
+use crate::node::Node;
+use crate::route;
+use crate::State;
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use serde_json::{json, Value as Json};
+use sqlgate::wire::{
+    self, QueryRequest, QueryResponse, StatementResult, TransactionRequest, TransactionResponse,
+};
+use sqlgate::{ApiError, ErrorCode, Mode, Route, Statement};
+use std::sync::Arc;
+use std::time::Instant;
+use subtle::ConstantTimeEq;
+
+/// Header carrying the internal token shared with the gatekeeper.
+pub const TOKEN_HEADER: &str = "X-Sqlgate-Token";
+/// Header carrying the request id when the body has none.
+pub const REQUEST_ID_HEADER: &str = "X-Request-Id";
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/query", web::post().to(query))
+        .route("/transaction", web::post().to(transaction))
+        .route("/health", web::get().to(health))
+        .route("/ready", web::get().to(ready))
+        .route("/metrics", web::get().to(metrics))
+        .default_service(web::to(sqlgate::error::not_found));
+}
+
+/// What a request log line and the metrics need, filled in as the request proceeds.
+struct Ctx {
+    request_id: String,
+    kind: &'static str,
+    mode: &'static str,
+    node: Option<String>,
+}
+
+fn authorize(req: &HttpRequest, state: &State) -> Result<(), ApiError> {
+    let given = req
+        .headers()
+        .get(TOKEN_HEADER)
+        .map(|v| v.as_bytes())
+        .unwrap_or_default();
+    let want = state.config.token.expose().as_bytes();
+    if bool::from(given.ct_eq(want)) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            ErrorCode::Unauthorized,
+            "missing or invalid internal token",
+        ))
+    }
+}
+
+fn header_request_id(req: &HttpRequest) -> Option<String> {
+    let id = req.headers().get(REQUEST_ID_HEADER)?.to_str().ok()?;
+    wire::check_request_id(id).ok().map(|_| id.to_string())
+}
+
+/// Finishes a request: metrics, one log line, and the response.
+fn finish<T: serde::Serialize>(
+    state: &State,
+    endpoint: &'static str,
+    ctx: Ctx,
+    started: Instant,
+    result: Result<T, ProxyError>,
+) -> HttpResponse {
+    let elapsed = started.elapsed();
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(e) => e.outcome(),
+    };
+    state
+        .metrics
+        .requests
+        .get_or_create(&crate::metrics::RequestLabels {
+            endpoint,
+            node: ctx.node.clone().unwrap_or_else(|| "none".into()),
+            kind: ctx.kind,
+            mode: ctx.mode,
+            outcome,
+        })
+        .inc();
+    state
+        .metrics
+        .duration
+        .get_or_create(&crate::metrics::KindLabels { kind: ctx.kind })
+        .observe(elapsed.as_secs_f64());
+    let response = match result {
+        Ok(body) => HttpResponse::Ok().json(body),
+        Err(e) => e.into_api().with_request_id(&ctx.request_id).error_response(),
+    };
+    log::info!(
+        "Request done endpoint={endpoint} request_id={} kind={} mode={} node={} status={} outcome={outcome} duration_ms={:.3}",
+        ctx.request_id,
+        ctx.kind,
+        ctx.mode,
+        ctx.node.as_deref().unwrap_or("-"),
+        response.status().as_u16(),
+        elapsed.as_secs_f64() * 1e3,
+    );
+    response
+}
+
+/// Runs one statement on `node` on the blocking pool.
+async fn run_on(
+    state: &State,
+    node: Arc<Node>,
+    sql: String,
+    params: Vec<Json>,
+) -> Result<StatementResult, ProxyError> {
+    let limits = state.config.limits.clone();
+    let _busy = node.begin();
+    web::block(move || {
+        let mut conn = node.pool.get().map_err(|e| ProxyError::NodeUnavailable {
+            node: node.name().to_string(),
+            detail: e.to_string(),
+        })?;
+        let result = execute::run(&mut conn.conn, &sql, &params, &limits);
+        conn.touch();
+        if let Err(e) = &result {
+            conn.broken |= e.breaks_connection();
+        }
+        result.map_err(ProxyError::Exec)
+    })
+    .await
+    .map_err(|e| ProxyError::Unexpected(e.to_string()))?
+}
+
+/// Parses and checks one statement with its params.
+fn prepare(state: &State, sql: &str, params: &[Json]) -> Result<Statement, ApiError> {
+    let limits = &state.config.limits;
+    wire::check_params(params, limits.max_params)?;
+    let stmt = Statement::parse(sql, limits.max_sql_bytes)?;
+    if stmt.placeholders() != params.len() {
+        return Err(ApiError::new(
+            ErrorCode::InvalidParams,
+            format!(
+                "the statement has {} placeholders but {} params were given",
+                stmt.placeholders(),
+                params.len()
+            ),
+        ));
+    }
+    Ok(stmt)
+}
+
+async fn read_body<T: serde::de::DeserializeOwned>(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &State,
+) -> Result<T, ApiError> {
+    authorize(req, state)?;
+    let body = sqlgate::body::read_json(req, payload, state.config.limits.max_body_bytes).await?;
+    wire::parse_json(&body)
+}
+
+async fn query(req: HttpRequest, payload: web::Payload, state: web::Data<State>) -> HttpResponse {
+    let started = Instant::now();
+    let mut ctx = Ctx {
+        request_id: header_request_id(&req).unwrap_or_else(wire::new_request_id),
+        kind: "-",
+        mode: "-",
+        node: None,
+    };
+    let result = handle_query(&req, payload, &state, &mut ctx, started).await;
+    finish(&state, "query", ctx, started, result)
+}
+
+async fn handle_query(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &State,
+    ctx: &mut Ctx,
+    started: Instant,
+) -> Result<QueryResponse, ProxyError> {
+    let body: QueryRequest = read_body(req, payload, state).await?;
+    if let Some(id) = &body.request_id {
+        wire::check_request_id(id)?;
+        ctx.request_id = id.clone();
+    }
+    let stmt = prepare(state, &body.sql, &body.params)?;
+    let mode = body.mode.unwrap_or(state.config.default_mode);
+    ctx.kind = stmt.route().as_str();
+    ctx.mode = mode.as_str();
+    let tolerance = state.config.ping_tolerance;
+    let mut choice = route::choose(&state.cluster, stmt.route(), mode, tolerance, None);
+    ctx.node = Some(choice.node.name().to_string());
+    let mut result = run_on(state, choice.node.clone(), body.sql.clone(), body.params.clone()).await;
+    if stmt.route() == Route::Read && result.as_ref().is_err_and(ProxyError::retryable_read) {
+        let failed = choice.node.name().to_string();
+        log::warn!(
+            "Read failed before executing, retrying request_id={} node={failed} error={:?}",
+            ctx.request_id,
+            result.as_ref().err().map(|e| e.to_string()).unwrap_or_default()
+        );
+        // Direct mode's manager failed: there is no other node to read from.
+        if mode != Mode::Direct {
+            choice = route::choose(&state.cluster, Route::Read, mode, tolerance, Some(&failed));
+            ctx.node = Some(choice.node.name().to_string());
+            result = run_on(state, choice.node.clone(), body.sql, body.params).await;
+        }
+    }
+    let result = result?;
+    Ok(QueryResponse {
+        request_id: ctx.request_id.clone(),
+        kind: stmt.route().as_str().to_string(),
+        mode,
+        node: choice.node.name().to_string(),
+        role: choice.node.role.as_str().to_string(),
+        fallback: choice.fallback,
+        result,
+        duration_ms: started.elapsed().as_secs_f64() * 1e3,
+    })
+}
+
+async fn transaction(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<State>,
+) -> HttpResponse {
+    let started = Instant::now();
+    let mut ctx = Ctx {
+        request_id: header_request_id(&req).unwrap_or_else(wire::new_request_id),
+        kind: "write",
+        mode: "direct",
+        node: None,
+    };
+    let result = handle_transaction(&req, payload, &state, &mut ctx, started).await;
+    finish(&state, "transaction", ctx, started, result)
+}
+
+async fn handle_transaction(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &State,
+    ctx: &mut Ctx,
+    started: Instant,
+) -> Result<TransactionResponse, ProxyError> {
+    let body: TransactionRequest = read_body(req, payload, state).await?;
+    if let Some(id) = &body.request_id {
+        wire::check_request_id(id)?;
+        ctx.request_id = id.clone();
+    }
+    let max = state.config.limits.max_tx_statements;
+    if body.statements.is_empty() || body.statements.len() > max {
+        return Err(ApiError::new(
+            ErrorCode::BadRequest,
+            format!("a transaction holds 1 to {max} statements"),
+        )
+        .into());
+    }
+    for (i, s) in body.statements.iter().enumerate() {
+        prepare(state, &s.sql, &s.params).map_err(|e| e.with_statement_index(i))?;
+    }
+    let node = state.cluster.manager.clone();
+    ctx.node = Some(node.name().to_string());
+    let limits = state.config.limits.clone();
+    let _busy = node.begin();
+    let node2 = node.clone();
+    let results = web::block(move || {
+        let mut conn = node2.pool.get().map_err(|e| ProxyError::NodeUnavailable {
+            node: node2.name().to_string(),
+            detail: e.to_string(),
+        })?;
+        let outcome = (|| {
+            let mut tx = conn
+                .conn
+                .start_transaction(mysql::TxOpts::default())
+                .map_err(|e| (None, execute::ExecError::from(e)))?;
+            let mut results = Vec::with_capacity(body.statements.len());
+            for (i, s) in body.statements.iter().enumerate() {
+                // On error `tx` drops here and rolls back.
+                results.push(execute::run(&mut tx, &s.sql, &s.params, &limits).map_err(|e| (Some(i), e))?);
+            }
+            tx.commit().map_err(|e| (None, execute::ExecError::from(e)))?;
+            Ok(results)
+        })();
+        conn.touch();
+        outcome.map_err(|(i, e)| {
+            conn.broken |= e.breaks_connection();
+            match (i, ProxyError::Exec(e).into_api()) {
+                (Some(i), api) => ProxyError::Client(api.with_statement_index(i)),
+                (None, api) => ProxyError::Client(api),
+            }
+        })
+    })
+    .await
+    .map_err(|e| ProxyError::Unexpected(e.to_string()))??;
+    Ok(TransactionResponse {
+        request_id: ctx.request_id.clone(),
+        node: node.name().to_string(),
+        role: node.role.as_str().to_string(),
+        results,
+        duration_ms: started.elapsed().as_secs_f64() * 1e3,
+    })
+}
+
+async fn health() -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain").body("ok")
+}
+
+/// Every node with its role, eligibility, reason, lag and RTT; 200 when the manager can serve.
+async fn ready(state: web::Data<State>) -> HttpResponse {
+    let nodes: Vec<Json> = state
+        .cluster
+        .all()
+        .map(|n| {
+            let h = n.health();
+            json!({
+                "name": n.name(),
+                "role": n.role.as_str(),
+                "address": format!("{}:{}", n.addr.host, n.addr.port),
+                "checked": h.checked,
+                "reachable": h.reachable,
+                "eligible": h.eligible,
+                "reason": h.reason,
+                "flavor": h.flavor.map(|f| f.as_str()),
+                "version": h.version,
+                "read_only": h.read_only,
+                "replication_io_running": h.io_running,
+                "replication_sql_running": h.sql_running,
+                "lag_seconds": h.lag_seconds,
+                "rtt_ms": h.rtt_us.map(|us| (us / 10.0).round() / 100.0),
+                "rtt_method": h.rtt_method,
+                "in_flight": n.in_flight(),
+            })
+        })
+        .collect();
+    let manager = state.cluster.manager.health();
+    let ready = manager.eligible;
+    let tcp_fallback = state
+        .cluster
+        .all()
+        .any(|n| n.health().rtt_method == Some("tcp"));
+    let body = json!({
+        "ready": ready,
+        "reason": if ready { None } else { Some(manager.reason.unwrap_or_else(|| "manager not checked yet".into())) },
+        "default_mode": state.config.default_mode,
+        "rtt_source": if tcp_fallback { "tcp_connect (ICMP sockets not permitted)" } else { "icmp" },
+        "nodes": nodes,
+    });
+    if ready {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
+async fn metrics(state: web::Data<State>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(state.metrics.render(&state.cluster))
+}

@@ -1,0 +1,12 @@
+//! Shared library of the sqlgate services: wire types, SQL classification and policy, errors.
+#![forbid(unsafe_code)]
+
+pub mod body;
+pub mod config;
+pub mod error;
+pub mod statement;
+pub mod wire;
+
+pub use error::{ApiError, ErrorCode};
+pub use statement::{Category, Role, Route, SqlError, Statement};
+pub use wire::{Mode, QueryRequest, TransactionRequest};

@@ -1,0 +1,649 @@
+//! Parses one SQL statement into what the services need to know about it: where it may run
+//! (`Route`), what kind of statement it is (`Category`), and which key roles may send it.
+//!
+//! Classification fails closed: a statement is routed to a replica only when `sqlparser`
+//! (MySQL dialect) parses it as a query, SHOW, DESCRIBE or EXPLAIN and nothing in it can write,
+//! lock, or depend on session state. Everything else, including anything that does not parse,
+//! goes to the manager. The deny-list and the category come from the token stream, so they hold
+//! even for statements the parser does not understand.
+
+use serde::{Deserialize, Serialize};
+use sqlparser::ast::{self, Expr, Visit, Visitor};
+use sqlparser::dialect::MySqlDialect;
+use sqlparser::parser::Parser;
+use sqlparser::tokenizer::{Token, Tokenizer, Word};
+use std::ops::ControlFlow;
+
+/// Where a statement may execute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Route {
+    /// Provably read-only: any replica may serve it.
+    Read,
+    /// Anything else: the manager (primary) only.
+    Write,
+}
+
+impl Route {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Route::Read => "read",
+            Route::Write => "write",
+        }
+    }
+}
+
+/// What a statement does, by its leading keywords; decides which roles may send it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Category {
+    /// SELECT, WITH, SHOW, DESCRIBE, EXPLAIN, TABLE, VALUES.
+    Query,
+    /// INSERT, UPDATE, DELETE, REPLACE.
+    Dml,
+    /// CREATE, ALTER, DROP, TRUNCATE, RENAME, and table maintenance.
+    Ddl,
+    /// Anything else not denied (CALL, DO, HELP, CHECKSUM…): admin keys only.
+    Other,
+}
+
+/// The role an API key carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Statements that provably do not write.
+    Read,
+    /// Also INSERT, UPDATE, DELETE, REPLACE.
+    Write,
+    /// Also DDL and the other statements not on the deny-list.
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Read => "read",
+            Role::Write => "write",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "read" => Some(Role::Read),
+            "write" => Some(Role::Write),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+}
+
+/// Why a statement was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SqlError {
+    #[error("sql is empty")]
+    Empty,
+    #[error("sql is {len} bytes, at most {max} allowed")]
+    TooLong { len: usize, max: usize },
+    #[error("exactly one statement per request; use POST /transaction for several")]
+    MultipleStatements,
+    #[error("sql could not be read: {0}")]
+    Unparseable(String),
+    #[error("{0} is not allowed through sqlgate")]
+    Denied(String),
+    #[error("a {role} key may not run {what}")]
+    NotAllowed { role: &'static str, what: String },
+}
+
+/// A single statement that passed the deny-list, with its classification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Statement {
+    sql: String,
+    route: Route,
+    category: Category,
+    /// The statement cannot change data (it may still lock rows): what a `read` key may run.
+    read_only: bool,
+    /// Number of `?` placeholders.
+    placeholders: usize,
+    /// Why a query-looking statement is routed to the manager, for logs and tests.
+    reason: Option<String>,
+}
+
+/// Built-in functions that neither write, lock, wait, nor read session state, so a replica
+/// gives the same answer as the primary. Anything not listed (GET_LOCK, LAST_INSERT_ID, SLEEP,
+/// NEXTVAL, UDFs, stored functions, schema-qualified names) keeps a statement on the manager.
+const PURE_FUNCTIONS: &[&str] = &[
+    // aggregates and windows
+    "AVG", "BIT_AND", "BIT_OR", "BIT_XOR", "COUNT", "GROUP_CONCAT", "JSON_ARRAYAGG",
+    "JSON_OBJECTAGG", "MAX", "MIN", "STD", "STDDEV", "STDDEV_POP", "STDDEV_SAMP", "SUM",
+    "VARIANCE", "VAR_POP", "VAR_SAMP", "ROW_NUMBER", "RANK", "DENSE_RANK", "PERCENT_RANK",
+    "CUME_DIST", "NTILE", "LAG", "LEAD", "FIRST_VALUE", "LAST_VALUE", "NTH_VALUE",
+    // control flow and comparison
+    "COALESCE", "IF", "IFNULL", "NULLIF", "ISNULL", "GREATEST", "LEAST", "INTERVAL", "NVL",
+    // strings
+    "ASCII", "BIN", "BIT_LENGTH", "CHAR", "CHAR_LENGTH", "CHARACTER_LENGTH", "CONCAT",
+    "CONCAT_WS", "ELT", "EXPORT_SET", "FIELD", "FIND_IN_SET", "FORMAT", "FROM_BASE64", "HEX",
+    "INSERT", "INSTR", "LCASE", "LEFT", "LENGTH", "LOCATE", "LOWER", "LPAD", "LTRIM",
+    "MAKE_SET", "MID", "OCT", "OCTET_LENGTH", "ORD", "QUOTE", "REPEAT", "REPLACE", "REVERSE",
+    "RIGHT", "RPAD", "RTRIM", "SOUNDEX", "SPACE", "STRCMP", "SUBSTR", "SUBSTRING",
+    "SUBSTRING_INDEX", "TO_BASE64", "TRIM", "UCASE", "UNHEX", "UPPER", "WEIGHT_STRING",
+    "REGEXP_INSTR", "REGEXP_LIKE", "REGEXP_REPLACE", "REGEXP_SUBSTR", "COLLATION", "CHARSET",
+    "COERCIBILITY", "CONVERT", "CAST",
+    // numbers
+    "ABS", "ACOS", "ASIN", "ATAN", "ATAN2", "CEIL", "CEILING", "CONV", "COS", "COT", "CRC32",
+    "DEGREES", "DIV", "EXP", "FLOOR", "LN", "LOG", "LOG10", "LOG2", "MOD", "PI", "POW",
+    "POWER", "RADIANS", "RAND", "ROUND", "SIGN", "SIN", "SQRT", "TAN", "TRUNCATE",
+    // dates and times
+    "ADDDATE", "ADDTIME", "CONVERT_TZ", "CURDATE", "CURRENT_DATE", "CURRENT_TIME",
+    "CURRENT_TIMESTAMP", "CURTIME", "DATE", "DATE_ADD", "DATE_FORMAT", "DATE_SUB", "DATEDIFF",
+    "DAY", "DAYNAME", "DAYOFMONTH", "DAYOFWEEK", "DAYOFYEAR", "EXTRACT", "FROM_DAYS",
+    "FROM_UNIXTIME", "GET_FORMAT", "HOUR", "LAST_DAY", "LOCALTIME", "LOCALTIMESTAMP",
+    "MAKEDATE", "MAKETIME", "MICROSECOND", "MINUTE", "MONTH", "MONTHNAME", "NOW",
+    "PERIOD_ADD", "PERIOD_DIFF", "QUARTER", "SEC_TO_TIME", "SECOND", "STR_TO_DATE", "SUBDATE",
+    "SUBTIME", "SYSDATE", "TIME", "TIME_FORMAT", "TIME_TO_SEC", "TIMEDIFF", "TIMESTAMP",
+    "TIMESTAMPADD", "TIMESTAMPDIFF", "TO_DAYS", "TO_SECONDS", "UNIX_TIMESTAMP", "UTC_DATE",
+    "UTC_TIME", "UTC_TIMESTAMP", "WEEK", "WEEKDAY", "WEEKOFYEAR", "YEAR", "YEARWEEK",
+    // JSON
+    "JSON_ARRAY", "JSON_ARRAY_APPEND", "JSON_ARRAY_INSERT", "JSON_CONTAINS",
+    "JSON_CONTAINS_PATH", "JSON_DEPTH", "JSON_EXTRACT", "JSON_INSERT", "JSON_KEYS",
+    "JSON_LENGTH", "JSON_MERGE_PATCH", "JSON_MERGE_PRESERVE", "JSON_OBJECT", "JSON_OVERLAPS",
+    "JSON_PRETTY", "JSON_QUOTE", "JSON_REMOVE", "JSON_REPLACE", "JSON_SEARCH", "JSON_SET",
+    "JSON_TYPE", "JSON_UNQUOTE", "JSON_VALID", "JSON_VALUE", "MEMBER",
+    // hashing, encoding, misc pure
+    "MD5", "SHA", "SHA1", "SHA2", "UUID", "UUID_SHORT", "INET_ATON", "INET_NTOA", "INET6_ATON",
+    "INET6_NTOA", "IS_IPV4", "IS_IPV6", "BIN_TO_UUID", "UUID_TO_BIN", "COMPRESS", "UNCOMPRESS",
+    "UNCOMPRESSED_LENGTH", "VERSION",
+];
+
+/// First keywords no key may send, with what the error calls them.
+const DENIED_LEADING: &[(&[&str], &str)] = &[
+    (&["GRANT"], "GRANT"),
+    (&["REVOKE"], "REVOKE"),
+    (&["CREATE", "USER"], "user management"),
+    (&["DROP", "USER"], "user management"),
+    (&["ALTER", "USER"], "user management"),
+    (&["RENAME", "USER"], "user management"),
+    (&["CREATE", "ROLE"], "role management"),
+    (&["DROP", "ROLE"], "role management"),
+    (&["CREATE", "SERVER"], "server management"),
+    (&["ALTER", "SERVER"], "server management"),
+    (&["DROP", "SERVER"], "server management"),
+    (&["SET"], "SET (session and global state)"),
+    (&["USE"], "USE"),
+    (&["BEGIN"], "transaction control"),
+    (&["START"], "START (transactions and replication)"),
+    (&["STOP"], "STOP (replication control)"),
+    (&["COMMIT"], "transaction control"),
+    (&["ROLLBACK"], "transaction control"),
+    (&["SAVEPOINT"], "transaction control"),
+    (&["RELEASE"], "transaction control"),
+    (&["XA"], "transaction control"),
+    (&["LOCK"], "LOCK TABLES"),
+    (&["UNLOCK"], "UNLOCK TABLES"),
+    (&["SHUTDOWN"], "SHUTDOWN"),
+    (&["RESTART"], "RESTART"),
+    (&["KILL"], "KILL"),
+    (&["INSTALL"], "INSTALL"),
+    (&["UNINSTALL"], "UNINSTALL"),
+    (&["LOAD"], "LOAD DATA"),
+    (&["CHANGE"], "replication control"),
+    (&["RESET"], "replication control"),
+    (&["PURGE"], "replication control"),
+    (&["BINLOG"], "replication control"),
+    (&["FLUSH"], "FLUSH"),
+    (&["HANDLER"], "HANDLER"),
+    (&["PREPARE"], "prepared statements"),
+    (&["EXECUTE"], "prepared statements"),
+    (&["DEALLOCATE"], "prepared statements"),
+    (&["CLONE"], "CLONE"),
+    (&["CACHE"], "CACHE INDEX"),
+];
+
+/// Statement starts that are queries, DML or DDL; anything else is `Category::Other`.
+const QUERY_WORDS: &[&str] = &["SELECT", "WITH", "SHOW", "DESC", "DESCRIBE", "EXPLAIN", "TABLE", "VALUES"];
+const DML_WORDS: &[&str] = &["INSERT", "UPDATE", "DELETE", "REPLACE"];
+const DDL_WORDS: &[&str] = &[
+    "CREATE", "ALTER", "DROP", "TRUNCATE", "RENAME", "ANALYZE", "OPTIMIZE", "REPAIR", "CHECK",
+];
+
+/// A significant token: whitespace and comments are dropped by `significant`.
+fn significant(sql: &str) -> Result<Vec<Token>, SqlError> {
+    let dialect = MySqlDialect {};
+    let tokens = Tokenizer::new(&dialect, sql)
+        .tokenize()
+        .map_err(|e| SqlError::Unparseable(e.to_string()))?;
+    Ok(tokens
+        .into_iter()
+        .filter(|t| !matches!(t, Token::Whitespace(_)))
+        .collect())
+}
+
+/// The upper-cased text of an unquoted word (keywords and plain identifiers).
+fn word(t: &Token) -> Option<String> {
+    match t {
+        Token::Word(Word {
+            value,
+            quote_style: None,
+            ..
+        }) => Some(value.to_ascii_uppercase()),
+        _ => None,
+    }
+}
+
+impl Statement {
+    /// Parses `sql` (at most `max_len` bytes) as exactly one statement that no key is denied.
+    pub fn parse(sql: &str, max_len: usize) -> Result<Statement, SqlError> {
+        if sql.len() > max_len {
+            return Err(SqlError::TooLong {
+                len: sql.len(),
+                max: max_len,
+            });
+        }
+        let mut tokens = significant(sql)?;
+        // A trailing `;` (or several) is harmless; one with anything after it is not.
+        while matches!(tokens.last(), Some(Token::SemiColon)) {
+            tokens.pop();
+        }
+        if tokens.is_empty() {
+            return Err(SqlError::Empty);
+        }
+        if tokens.iter().any(|t| matches!(t, Token::SemiColon)) {
+            return Err(SqlError::MultipleStatements);
+        }
+        let words: Vec<Option<String>> = tokens.iter().map(word).collect();
+        check_denied(&tokens, &words)?;
+
+        let lead = |i: usize| words.get(i).cloned().flatten().unwrap_or_default();
+        let first = lead(0);
+        // `(SELECT …)` and `((SELECT …))` are queries too.
+        let first_word = words.iter().flatten().next().cloned().unwrap_or_default();
+        let category = if QUERY_WORDS.contains(&first.as_str())
+            || (matches!(tokens[0], Token::LParen) && first_word == "SELECT")
+        {
+            // EXPLAIN ANALYZE runs the statement it explains.
+            if matches!(first.as_str(), "EXPLAIN" | "DESC" | "DESCRIBE")
+                && words.iter().flatten().any(|w| w == "ANALYZE")
+                && words.iter().flatten().any(|w| DML_WORDS.contains(&w.as_str()))
+            {
+                Category::Dml
+            } else {
+                Category::Query
+            }
+        } else if DML_WORDS.contains(&first.as_str()) {
+            Category::Dml
+        } else if DDL_WORDS.contains(&first.as_str()) {
+            Category::Ddl
+        } else {
+            Category::Other
+        };
+
+        let placeholders = tokens
+            .iter()
+            .filter(|t| matches!(t, Token::Placeholder(p) if p == "?"))
+            .count();
+
+        let reason = if category == Category::Query {
+            read_blocker(sql, &tokens, &words)
+        } else {
+            Some(format!("{} statement", first_word.to_ascii_lowercase()))
+        };
+        let read_only = category == Category::Query
+            && reason
+                .as_deref()
+                .is_none_or(|r| r.starts_with("locking clause"));
+        Ok(Statement {
+            sql: sql.to_string(),
+            route: if reason.is_none() {
+                Route::Read
+            } else {
+                Route::Write
+            },
+            category,
+            read_only,
+            placeholders,
+            reason,
+        })
+    }
+
+    pub fn sql(&self) -> &str {
+        &self.sql
+    }
+
+    pub fn route(&self) -> Route {
+        self.route
+    }
+
+    pub fn category(&self) -> Category {
+        self.category
+    }
+
+    /// True when the statement cannot change data (a locking read still counts).
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    pub fn placeholders(&self) -> usize {
+        self.placeholders
+    }
+
+    /// Why a query is routed to the manager (`None` for reads).
+    pub fn write_reason(&self) -> Option<&str> {
+        self.reason.as_deref()
+    }
+
+    /// Whether a key with `role` may send this statement.
+    pub fn check_role(&self, role: Role) -> Result<(), SqlError> {
+        let allowed = match role {
+            Role::Read => self.read_only,
+            Role::Write => matches!(self.category, Category::Query | Category::Dml),
+            Role::Admin => true,
+        };
+        if allowed {
+            return Ok(());
+        }
+        let what = match (role, self.category) {
+            (Role::Read, Category::Query) => format!(
+                "a statement that is not provably read-only ({})",
+                self.reason.as_deref().unwrap_or("unknown")
+            ),
+            (_, Category::Query) => "this query".to_string(),
+            (_, Category::Dml) => "data changes (INSERT, UPDATE, DELETE, REPLACE)".to_string(),
+            (_, Category::Ddl) => "schema changes (DDL)".to_string(),
+            (_, Category::Other) => "this kind of statement (admin only)".to_string(),
+        };
+        Err(SqlError::NotAllowed {
+            role: role.as_str(),
+            what,
+        })
+    }
+}
+
+/// Rejects the deny-list: by leading keywords, and anywhere for file access.
+fn check_denied(tokens: &[Token], words: &[Option<String>]) -> Result<(), SqlError> {
+    for (pattern, name) in DENIED_LEADING {
+        let matches = pattern
+            .iter()
+            .enumerate()
+            .all(|(i, p)| words.get(i).and_then(|w| w.as_deref()) == Some(*p));
+        if matches {
+            return Err(SqlError::Denied((*name).to_string()));
+        }
+    }
+    for (i, w) in words.iter().enumerate() {
+        let next = words.get(i + 1).and_then(|w| w.as_deref());
+        match (w.as_deref(), next) {
+            (Some("INTO"), Some("OUTFILE")) => return Err(SqlError::Denied("INTO OUTFILE".into())),
+            (Some("INTO"), Some("DUMPFILE")) => {
+                return Err(SqlError::Denied("INTO DUMPFILE".into()))
+            }
+            (Some("LOAD"), Some("DATA" | "XML")) => {
+                return Err(SqlError::Denied("LOAD DATA".into()))
+            }
+            (Some("LOAD_FILE"), _) if matches!(tokens.get(i + 1), Some(Token::LParen)) => {
+                return Err(SqlError::Denied("LOAD_FILE".into()))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Returns why a query-category statement may not run on a replica, or `None` if it may.
+fn read_blocker(sql: &str, tokens: &[Token], words: &[Option<String>]) -> Option<String> {
+    let flat: Vec<&str> = words.iter().map(|w| w.as_deref().unwrap_or("")).collect();
+    for (i, w) in flat.iter().enumerate() {
+        let next = flat.get(i + 1).copied().unwrap_or("");
+        match (*w, next) {
+            ("FOR", "UPDATE" | "SHARE") => return Some(format!("locking clause FOR {next}")),
+            ("LOCK", "IN") => return Some("locking clause LOCK IN SHARE MODE".into()),
+            ("INTO", _) => return Some("SELECT … INTO".into()),
+            ("ANALYZE", _) => return Some("EXPLAIN ANALYZE executes the statement".into()),
+            _ => {}
+        }
+    }
+    if tokens.iter().any(|t| matches!(t, Token::Assignment)) {
+        return Some("user-variable assignment".into());
+    }
+    let dialect = MySqlDialect {};
+    let parsed = match Parser::parse_sql(&dialect, sql) {
+        Ok(p) => p,
+        Err(e) => return Some(format!("not understood by the parser: {e}")),
+    };
+    let [stmt] = parsed.as_slice() else {
+        return Some("not exactly one statement".into());
+    };
+    let read_shape = match stmt {
+        ast::Statement::Query(_) | ast::Statement::ExplainTable { .. } => true,
+        ast::Statement::Explain {
+            analyze, statement, ..
+        } => !analyze && matches!(**statement, ast::Statement::Query(_)),
+        other => is_show(other),
+    };
+    if !read_shape {
+        return Some("not a read statement".into());
+    }
+    let mut checker = FunctionCheck { blocked: None };
+    let _ = stmt.visit(&mut checker);
+    checker.blocked
+}
+
+fn is_show(stmt: &ast::Statement) -> bool {
+    use ast::Statement as S;
+    matches!(
+        stmt,
+        S::ShowFunctions { .. }
+            | S::ShowVariable { .. }
+            | S::ShowStatus { .. }
+            | S::ShowVariables { .. }
+            | S::ShowCreate { .. }
+            | S::ShowColumns { .. }
+            | S::ShowDatabases { .. }
+            | S::ShowSchemas { .. }
+            | S::ShowCharset(_)
+            | S::ShowTables { .. }
+            | S::ShowViews { .. }
+            | S::ShowCollation { .. }
+    )
+}
+
+/// Finds the first function call not on the pure allow-list.
+struct FunctionCheck {
+    blocked: Option<String>,
+}
+
+impl Visitor for FunctionCheck {
+    type Break = ();
+
+    fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
+        if let Expr::Function(f) = expr {
+            let name = f.name.to_string().to_ascii_uppercase();
+            if !PURE_FUNCTIONS.contains(&name.as_str()) {
+                self.blocked = Some(format!("function {name}() is not known to be read-only"));
+                return ControlFlow::Break(());
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAX: usize = 65_536;
+
+    /// Expected outcome of one classifier case.
+    #[derive(Debug, PartialEq)]
+    enum Want {
+        Read,
+        Write,
+        Multi,
+        Denied,
+        Bad,
+    }
+
+    fn outcome(sql: &str) -> Want {
+        match Statement::parse(sql, MAX) {
+            Ok(s) if s.route() == Route::Read => Want::Read,
+            Ok(_) => Want::Write,
+            Err(SqlError::MultipleStatements) => Want::Multi,
+            Err(SqlError::Denied(_)) => Want::Denied,
+            Err(_) => Want::Bad,
+        }
+    }
+
+    #[test]
+    fn classifier_cases() {
+        use Want::*;
+        let cases: &[(&str, Want, &str)] = &[
+            ("SELECT 1", Read, "trivial select"),
+            ("select * from sakila.actor", Read, "lower case"),
+            ("SeLeCt first_name FrOm sakila.actor", Read, "odd case"),
+            ("  \n\t SELECT 1 \n", Read, "surrounding whitespace"),
+            ("SELECT 1;", Read, "trailing semicolon"),
+            ("SELECT 1 ;  ;", Read, "several trailing semicolons"),
+            ("/* hint */ SELECT 1", Read, "block comment before"),
+            ("-- note\nSELECT 1", Read, "line comment before"),
+            ("# note\nSELECT 1", Read, "hash comment before"),
+            ("SELECT /* inside */ 1", Read, "comment inside"),
+            ("SELECT 1 -- FOR UPDATE", Read, "locking clause only in a comment"),
+            ("/* DELETE FROM t */ SELECT 1", Read, "write keyword in a comment"),
+            ("SELECT 'a;b'", Read, "semicolon in a string"),
+            ("SELECT 'DROP TABLE x; DELETE FROM y'", Read, "keywords in a string"),
+            ("SELECT \"x;y\" AS `weird;name`", Read, "semicolons in quotes and identifiers"),
+            ("SELECT * FROM t WHERE id = ?", Read, "placeholder"),
+            ("SELECT COUNT(*), MAX(id) FROM t GROUP BY a HAVING COUNT(*) > 1", Read, "aggregates"),
+            ("SELECT CONCAT(first_name, ' ', last_name) FROM sakila.actor", Read, "pure function"),
+            ("SELECT NOW(), UUID()", Read, "time and uuid"),
+            ("WITH a AS (SELECT 1 AS x) SELECT x FROM a", Read, "CTE"),
+            ("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i<5) SELECT * FROM n", Read, "recursive CTE"),
+            ("SELECT * FROM a JOIN b ON a.id = b.id WHERE a.x IN (SELECT y FROM c)", Read, "join and subquery"),
+            ("(SELECT 1) UNION (SELECT 2)", Read, "parenthesised union"),
+            ("SELECT ROW_NUMBER() OVER (ORDER BY id) FROM t", Read, "window function"),
+            ("SHOW TABLES", Read, "show tables"),
+            ("SHOW DATABASES", Read, "show databases"),
+            ("show columns from sakila.actor", Read, "show columns"),
+            ("SHOW CREATE TABLE sakila.actor", Read, "show create"),
+            ("SHOW VARIABLES LIKE 'read_only'", Read, "show variables"),
+            ("DESC sakila.actor", Read, "desc"),
+            ("DESCRIBE sakila.actor", Read, "describe"),
+            ("EXPLAIN SELECT * FROM sakila.actor", Read, "explain"),
+            ("SELECT * FROM t FOR UPDATE", Write, "FOR UPDATE"),
+            ("SELECT * FROM t WHERE id = 1 FOR SHARE", Write, "FOR SHARE"),
+            ("SELECT * FROM t LOCK IN SHARE MODE", Write, "LOCK IN SHARE MODE"),
+            ("select * from t for update nowait", Write, "FOR UPDATE NOWAIT lower case"),
+            ("SELECT * FROM (SELECT * FROM t FOR UPDATE) x", Write, "nested FOR UPDATE"),
+            ("SELECT 1 INTO @x", Write, "SELECT INTO variable"),
+            ("SELECT a INTO @x FROM t", Write, "SELECT INTO in the middle"),
+            ("SELECT GET_LOCK('x', 1)", Write, "GET_LOCK"),
+            ("SELECT RELEASE_LOCK('x')", Write, "RELEASE_LOCK"),
+            ("SELECT LAST_INSERT_ID()", Write, "LAST_INSERT_ID"),
+            ("select last_insert_id()", Write, "last_insert_id lower case"),
+            ("SELECT SLEEP(1)", Write, "SLEEP"),
+            ("SELECT FOUND_ROWS()", Write, "session function"),
+            ("SELECT NEXTVAL(s)", Write, "sequence advance"),
+            ("SELECT my_udf(1)", Write, "unknown function"),
+            ("SELECT sakila.f(1)", Write, "stored function"),
+            ("SELECT @a := 1", Write, "user-variable assignment"),
+            ("SELECT @x := id FROM t", Write, "assignment from a column"),
+            ("EXPLAIN ANALYZE SELECT * FROM t", Write, "EXPLAIN ANALYZE"),
+            ("SELECT * FROM t WHERE x = (SELECT GET_LOCK('a', 0))", Write, "lock in a subquery"),
+            ("INSERT INTO t VALUES (1)", Write, "insert"),
+            ("insert into t (a) values (?)", Write, "insert lower case"),
+            ("UPDATE t SET a = 1", Write, "update"),
+            ("DELETE FROM t WHERE id = 3", Write, "delete"),
+            ("REPLACE INTO t VALUES (1)", Write, "replace"),
+            ("INSERT INTO t SELECT * FROM u", Write, "insert select"),
+            ("CREATE TABLE t (id INT)", Write, "create table"),
+            ("DROP TABLE t", Write, "drop table"),
+            ("ALTER TABLE t ADD COLUMN b INT", Write, "alter"),
+            ("TRUNCATE TABLE t", Write, "truncate"),
+            ("CALL proc()", Write, "stored procedure"),
+            ("SELECT * FROM", Write, "unparseable select goes to the manager"),
+            ("SELEKT 1", Write, "garbage word"),
+            ("SELECT 1; SELECT 2", Multi, "two selects"),
+            ("SELECT 1; DROP TABLE t", Multi, "stacked write"),
+            ("SELECT 1;DELETE FROM t;", Multi, "stacked write, trailing semicolon"),
+            ("SELECT 1 /* ; */ ; -- x\n SELECT 2", Multi, "semicolon between comments"),
+            ("GRANT ALL ON *.* TO x", Denied, "grant"),
+            ("REVOKE ALL ON *.* FROM x", Denied, "revoke"),
+            ("CREATE USER x IDENTIFIED BY 'y'", Denied, "create user"),
+            ("drop user x", Denied, "drop user"),
+            ("ALTER USER root IDENTIFIED BY 'x'", Denied, "alter user"),
+            ("SET GLOBAL read_only = 0", Denied, "set global"),
+            ("SET PERSIST max_connections = 1", Denied, "set persist"),
+            ("SET @a = 1", Denied, "session set"),
+            ("USE mysql", Denied, "use"),
+            ("BEGIN", Denied, "begin"),
+            ("START TRANSACTION", Denied, "start transaction"),
+            ("COMMIT", Denied, "commit"),
+            ("ROLLBACK", Denied, "rollback"),
+            ("LOCK TABLES t WRITE", Denied, "lock tables"),
+            ("SHUTDOWN", Denied, "shutdown"),
+            ("KILL 12", Denied, "kill"),
+            ("INSTALL PLUGIN x SONAME 'y'", Denied, "install plugin"),
+            ("LOAD DATA INFILE '/etc/passwd' INTO TABLE t", Denied, "load data"),
+            ("SELECT * FROM t INTO OUTFILE '/tmp/x'", Denied, "into outfile"),
+            ("SELECT a INTO DUMPFILE '/tmp/x' FROM t", Denied, "into dumpfile"),
+            ("SELECT LOAD_FILE('/etc/passwd')", Denied, "load_file"),
+            ("select load_file ('/etc/passwd')", Denied, "load_file spaced"),
+            ("CHANGE MASTER TO MASTER_HOST='x'", Denied, "change master"),
+            ("CHANGE REPLICATION SOURCE TO SOURCE_HOST='x'", Denied, "change replication source"),
+            ("STOP SLAVE", Denied, "stop slave"),
+            ("START REPLICA", Denied, "start replica"),
+            ("RESET MASTER", Denied, "reset master"),
+            ("PURGE BINARY LOGS TO 'x'", Denied, "purge"),
+            ("FLUSH PRIVILEGES", Denied, "flush"),
+            ("PREPARE s FROM 'DROP TABLE t'", Denied, "prepare"),
+            ("", Bad, "empty"),
+            ("   ;  ", Bad, "only a semicolon"),
+            ("-- only a comment", Bad, "only a comment"),
+            ("SELECT 'unterminated", Bad, "unterminated string"),
+        ];
+        assert!(cases.len() >= 60, "the issue asks for 60+ cases");
+        for (sql, want, what) in cases {
+            assert_eq!(&outcome(sql), want, "case '{what}': {sql:?}");
+        }
+    }
+
+    #[test]
+    fn placeholders_are_counted_outside_strings() {
+        let s = Statement::parse("SELECT ? , '?' FROM t WHERE a = ? -- ?", MAX).unwrap();
+        assert_eq!(s.placeholders(), 2);
+    }
+
+    #[test]
+    fn too_long_sql_is_refused() {
+        let sql = format!("SELECT '{}'", "x".repeat(100));
+        assert!(matches!(
+            Statement::parse(&sql, 50),
+            Err(SqlError::TooLong { max: 50, .. })
+        ));
+    }
+
+    #[test]
+    fn roles() {
+        let cases: &[(&str, Role, bool, &str)] = &[
+            ("SELECT 1", Role::Read, true, "read key reads"),
+            ("SELECT * FROM t FOR UPDATE", Role::Read, true, "locking read changes nothing"),
+            ("SELECT GET_LOCK('a',1)", Role::Read, false, "read key may not take locks"),
+            ("SELECT @a := 1", Role::Read, false, "read key may not assign"),
+            ("SELECT * FROM", Role::Read, false, "unparseable is not provably read-only"),
+            ("INSERT INTO t VALUES (1)", Role::Read, false, "read key writing"),
+            ("INSERT INTO t VALUES (1)", Role::Write, true, "write key writing"),
+            ("UPDATE t SET a = 1", Role::Write, true, "write key updating"),
+            ("SELECT 1", Role::Write, true, "write key reading"),
+            ("CREATE TABLE t (a INT)", Role::Write, false, "write key DDL"),
+            ("DROP TABLE t", Role::Write, false, "write key drop"),
+            ("CALL p()", Role::Write, false, "write key calling a procedure"),
+            ("EXPLAIN ANALYZE DELETE FROM t", Role::Write, true, "explain analyze of DML is DML"),
+            ("EXPLAIN ANALYZE DELETE FROM t", Role::Read, false, "and not a read"),
+            ("CREATE TABLE t (a INT)", Role::Admin, true, "admin DDL"),
+            ("CALL p()", Role::Admin, true, "admin procedure"),
+        ];
+        for (sql, role, ok, what) in cases {
+            let s = Statement::parse(sql, MAX).unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert_eq!(s.check_role(*role).is_ok(), *ok, "case '{what}': {sql}");
+        }
+    }
+}
