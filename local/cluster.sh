@@ -2,7 +2,7 @@
 # The local cluster: one manager and N workers on loopback, GTID replication, from the OS's
 # mariadbd or mysqld (MariaDB is installed from the OS packages when neither is present).
 #
-#   local/cluster.sh start|stop|status|wait
+#   local/cluster.sh start|stop|status|wait|stop-node NAME
 #
 # Environment (defaults suit `make up`):
 #   SQLGATE_LOCAL_DIR     state directory                  (<repo>/.local)
@@ -200,6 +200,7 @@ CREATE USER IF NOT EXISTS 'sqlgate_monitor'@'127.0.0.1' IDENTIFIED BY '$MONITOR_
 GRANT $monitor_grant, PROCESS ON *.* TO 'sqlgate_monitor'@'127.0.0.1';
 CREATE USER IF NOT EXISTS 'sbtest'@'127.0.0.1' IDENTIFIED BY '$SBTEST_PASSWORD';
 GRANT ALL ON sbtest.* TO 'sbtest'@'127.0.0.1';
+GRANT SELECT ON sbtest.* TO 'sqlgate_app'@'127.0.0.1';
 CREATE TABLE IF NOT EXISTS sakila.actor (
   actor_id SMALLINT UNSIGNED NOT NULL AUTO_INCREMENT,
   first_name VARCHAR(45) NOT NULL,
@@ -306,6 +307,20 @@ cmd_stop() {
   done
 }
 
+cmd_stop_node() {
+  local want=$1 node pid i found=0
+  for entry in "${NODES[@]}"; do read -r node _ _ <<<"$entry"
+    [ "$node" = "$want" ] || continue
+    found=1
+    pid=$(running_pid "$node") || { log "$node is not running"; return 0; }
+    log "stopping $node (pid $pid)"
+    kill -TERM "$pid" 2>/dev/null || true
+    for i in $(seq 1 120); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.5; done
+    kill -KILL "$pid" 2>/dev/null || true
+  done
+  [ "$found" = 1 ] || die "no node named $want"
+}
+
 cmd_status() {
   ensure_server
   local node port pid rc=0
@@ -335,7 +350,8 @@ mapfile -t NODES < <(nodes)
 case "${1:-}" in
   start) cmd_start ;;
   stop) cmd_stop ;;
+  stop-node) cmd_stop_node "${2:?usage: $0 stop-node NAME}" ;;
   status) cmd_status ;;
   wait) ensure_server; load_secrets; wait_caught_up ;;
-  *) echo "usage: $0 start|stop|status|wait" >&2; exit 64 ;;
+  *) echo "usage: $0 start|stop|status|wait|stop-node NAME" >&2; exit 64 ;;
 esac

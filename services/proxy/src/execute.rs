@@ -101,18 +101,15 @@ fn collect<P: Protocol>(
 ) -> Result<StatementResult, ExecError> {
     let mut out = StatementResult::default();
     let mut bytes = 0usize;
-    if let Some(set) = result.iter() {
+    // An OK-only result (INSERT, UPDATE…) carries its counts before iteration moves past it.
+    out.rows_affected = result.affected_rows();
+    out.last_insert_id = result.last_insert_id().filter(|id| *id != 0);
+    if let Some(mut set) = result.iter() {
         let cols = set.columns();
-        let meta: Vec<(T, u16, bool)> = cols
+        let meta: Vec<(T, u16, u8)> = cols
             .as_ref()
             .iter()
-            .map(|c| {
-                (
-                    c.column_type(),
-                    c.character_set(),
-                    c.flags().contains(mysql::consts::ColumnFlags::UNSIGNED_FLAG),
-                )
-            })
+            .map(|c| (c.column_type(), c.character_set(), c.decimals()))
             .collect();
         out.columns = cols
             .as_ref()
@@ -122,7 +119,7 @@ fn collect<P: Protocol>(
                 type_name: type_name(c.column_type(), c.character_set()),
             })
             .collect();
-        for row in set {
+        while let Some(row) = set.next() {
             let row = row?;
             if out.rows.len() >= limits.max_rows {
                 return Err(ExecError::TooLarge(format!(
@@ -132,9 +129,9 @@ fn collect<P: Protocol>(
             }
             let values = row.unwrap();
             let mut json_row = Vec::with_capacity(values.len());
-            for (v, (ty, cs, _unsigned)) in values.into_iter().zip(meta.iter()) {
+            for (v, (ty, cs, decimals)) in values.into_iter().zip(meta.iter()) {
                 bytes += value_size(&v);
-                json_row.push(to_json(v, *ty, *cs));
+                json_row.push(to_json(v, *ty, *cs, *decimals));
             }
             if bytes > limits.max_result_bytes {
                 return Err(ExecError::TooLarge(format!(
@@ -144,9 +141,11 @@ fn collect<P: Protocol>(
             }
             out.rows.push(json_row);
         }
+        if !out.columns.is_empty() {
+            out.rows_affected = set.affected_rows();
+            out.last_insert_id = set.last_insert_id().filter(|id| *id != 0);
+        }
     }
-    out.rows_affected = result.affected_rows();
-    out.last_insert_id = result.last_insert_id().filter(|id| *id != 0);
     // Further result sets (a CALL's status, say) are drained when `result` drops.
     Ok(out)
 }
@@ -189,17 +188,19 @@ pub fn type_name(t: T, charset: u16) -> String {
     debug.trim_start_matches("MYSQL_TYPE_").to_string()
 }
 
-fn frac(us: u32) -> String {
-    if us == 0 {
+/// Fractional seconds shown with the column's precision (`decimals`), as the text protocol does.
+fn frac(us: u32, decimals: u8) -> String {
+    let digits = usize::from(decimals.min(6));
+    if digits == 0 {
         String::new()
     } else {
-        format!(".{us:06}")
+        format!(".{us:06}")[..=digits].to_string()
     }
 }
 
 /// Converts one value as the API promises: integers as numbers (strings past ±2^53), DECIMAL
 /// as strings, dates and times as ISO 8601, binary as base64, NULL as null.
-pub fn to_json(v: mysql::Value, t: T, charset: u16) -> Json {
+pub fn to_json(v: mysql::Value, t: T, charset: u16, decimals: u8) -> Json {
     use mysql::Value as V;
     match v {
         V::NULL => Json::Null,
@@ -213,7 +214,7 @@ pub fn to_json(v: mysql::Value, t: T, charset: u16) -> Json {
             } else {
                 Json::String(format!(
                     "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}{}",
-                    frac(us)
+                    frac(us, decimals)
                 ))
             }
         }
@@ -221,7 +222,7 @@ pub fn to_json(v: mysql::Value, t: T, charset: u16) -> Json {
             "{}{:02}:{mi:02}:{s:02}{}",
             if neg { "-" } else { "" },
             u32::from(h) + days * 24,
-            frac(us)
+            frac(us, decimals)
         )),
         V::Bytes(b) => from_text(b, t, charset),
     }
@@ -274,6 +275,7 @@ mod tests {
     fn values_convert_as_documented() {
         let utf8 = 33;
         let cases: Vec<(V, T, u16, Json, &str)> = vec![
+            (V::Date(2006, 2, 15, 1, 2, 3, 250_000), T::MYSQL_TYPE_DATETIME, 3, Json::from("2006-02-15T01:02:03.250"), "DATETIME(3) keeps 3 digits"),
             (V::NULL, T::MYSQL_TYPE_LONG, utf8, Json::Null, "null"),
             (V::Bytes(b"42".to_vec()), T::MYSQL_TYPE_LONG, 63, Json::from(42), "text int"),
             (V::Bytes(b"-7".to_vec()), T::MYSQL_TYPE_TINY, 63, Json::from(-7), "text negative"),
@@ -287,14 +289,16 @@ mod tests {
             (V::Bytes(b"2006-02-15".to_vec()), T::MYSQL_TYPE_DATE, 63, Json::from("2006-02-15"), "text date"),
             (V::Date(2006, 2, 15, 4, 34, 33, 0), T::MYSQL_TYPE_DATETIME, 63, Json::from("2006-02-15T04:34:33"), "binary datetime"),
             (V::Date(2006, 2, 15, 0, 0, 0, 0), T::MYSQL_TYPE_DATE, 63, Json::from("2006-02-15"), "binary date"),
-            (V::Date(2006, 2, 15, 1, 2, 3, 500), T::MYSQL_TYPE_DATETIME, 63, Json::from("2006-02-15T01:02:03.000500"), "fractional seconds"),
+            (V::Date(2006, 2, 15, 1, 2, 3, 500), T::MYSQL_TYPE_DATETIME, 6, Json::from("2006-02-15T01:02:03.000500"), "fractional seconds"),
             (V::Time(true, 1, 2, 3, 4, 0), T::MYSQL_TYPE_TIME, 63, Json::from("-26:03:04"), "negative time"),
             (V::Bytes(b"ALICE".to_vec()), T::MYSQL_TYPE_VAR_STRING, utf8, Json::from("ALICE"), "text string"),
             (V::Bytes(vec![0, 255, 1]), T::MYSQL_TYPE_BLOB, 63, Json::from("AP8B"), "binary as base64"),
             (V::Bytes(vec![1]), T::MYSQL_TYPE_BIT, 63, Json::from(1), "bit"),
         ];
         for (v, t, cs, want, what) in cases {
-            assert_eq!(to_json(v, t, cs), want, "{what}");
+            // In these cases the third field is the charset for strings, the precision for times.
+            let decimals = if matches!(t, T::MYSQL_TYPE_DATETIME | T::MYSQL_TYPE_TIME) { cs as u8 } else { 0 };
+            assert_eq!(to_json(v, t, cs, decimals), want, "{what}");
         }
     }
 

@@ -38,15 +38,37 @@ pub fn choose(
         Mode::Ping => pick_lowest(&eligible, |n| n.health().rtt_us, ping_tolerance.as_secs_f64() * 1e6),
         Mode::LeastBusy => pick_lowest(&eligible, |n| Some(n.in_flight() as f64), 0.0),
     };
-    match picked {
-        Some(node) => Choice {
+    if let Some(node) = picked {
+        return Choice {
             node: node.clone(),
             fallback: None,
-        },
-        None => Choice {
-            node: cluster.manager.clone(),
-            fallback: Some(fallback_reason(cluster, exclude)),
-        },
+        };
+    }
+    let reason = fallback_reason(cluster, exclude);
+    let manager_health = cluster.manager.health();
+    if manager_health.checked && !manager_health.reachable {
+        // Reads outlive the primary (as MaxScale's error_on_write): a reachable replica whose
+        // applier runs serves them, flagged as possibly stale, rather than nothing at all.
+        let survivors: Vec<&Arc<Node>> = cluster
+            .workers
+            .iter()
+            .filter(|w| {
+                let h = w.health();
+                Some(w.name()) != exclude && h.reachable && h.sql_running == Some(true)
+            })
+            .collect();
+        if let Some(node) = survivors.choose(&mut rand::rng()) {
+            return Choice {
+                node: (*node).clone(),
+                fallback: Some(format!(
+                    "manager unreachable: served by a replica that may be stale; {reason}"
+                )),
+            };
+        }
+    }
+    Choice {
+        node: cluster.manager.clone(),
+        fallback: Some(reason),
     }
 }
 

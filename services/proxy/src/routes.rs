@@ -21,12 +21,13 @@ pub const TOKEN_HEADER: &str = "X-Sqlgate-Token";
 pub const REQUEST_ID_HEADER: &str = "X-Request-Id";
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/query", web::post().to(query))
-        .route("/transaction", web::post().to(transaction))
-        .route("/health", web::get().to(health))
-        .route("/ready", web::get().to(ready))
-        .route("/metrics", web::get().to(metrics))
-        .default_service(web::to(sqlgate::error::not_found));
+    use sqlgate::error::route;
+    route(cfg, "/query", web::post().to(query));
+    route(cfg, "/transaction", web::post().to(transaction));
+    route(cfg, "/health", web::get().to(health));
+    route(cfg, "/ready", web::get().to(ready));
+    route(cfg, "/metrics", web::get().to(metrics));
+    cfg.default_service(web::to(sqlgate::error::not_found));
 }
 
 /// What a request log line and the metrics need, filled in as the request proceeds.
@@ -88,10 +89,18 @@ fn finish<T: serde::Serialize>(
         .duration
         .get_or_create(&crate::metrics::KindLabels { kind: ctx.kind })
         .observe(elapsed.as_secs_f64());
-    let response = match result {
+    let mut response = match result {
         Ok(body) => HttpResponse::Ok().json(body),
         Err(e) => e.into_api().with_request_id(&ctx.request_id).error_response(),
     };
+    if let Some(node) = ctx.node.as_deref() {
+        if let Ok(v) = actix_web::http::header::HeaderValue::from_str(node) {
+            response.headers_mut().insert(
+                actix_web::http::header::HeaderName::from_static("x-sqlgate-node"),
+                v,
+            );
+        }
+    }
     log::info!(
         "Request done endpoint={endpoint} request_id={} kind={} mode={} node={} status={} outcome={outcome} duration_ms={:.3}",
         ctx.request_id,

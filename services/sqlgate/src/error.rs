@@ -212,14 +212,27 @@ impl From<crate::statement::SqlError> for ApiError {
 
 /// Answers unknown routes with the JSON error shape instead of an empty 404.
 pub async fn not_found(req: actix_web::HttpRequest) -> HttpResponse {
-    let known = ["/query", "/transaction", "/health", "/ready", "/metrics"];
-    let e = if known.contains(&req.path()) {
-        ApiError::new(
-            ErrorCode::MethodNotAllowed,
-            format!("{} is not allowed on {}", req.method(), req.path()),
-        )
-    } else {
-        ApiError::new(ErrorCode::NotFound, format!("no endpoint {}", req.path()))
-    };
-    e.error_response()
+    ApiError::new(ErrorCode::NotFound, format!("no endpoint {}", req.path())).error_response()
+}
+
+/// Answers a known route called with the wrong method.
+pub async fn method_not_allowed(req: actix_web::HttpRequest) -> HttpResponse {
+    ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        format!("{} is not allowed on {}", req.method(), req.path()),
+    )
+    .error_response()
+}
+
+/// Registers `path` for one method, answering other methods with a JSON 405.
+pub fn route(
+    cfg: &mut actix_web::web::ServiceConfig,
+    path: &str,
+    route: actix_web::Route,
+) {
+    cfg.service(
+        actix_web::web::resource(path)
+            .route(route)
+            .default_service(actix_web::web::to(method_not_allowed)),
+    );
 }

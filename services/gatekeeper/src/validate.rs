@@ -1,0 +1,54 @@
+//! Checks a request before it is forwarded: JSON shape, one statement, the deny-list, params,
+//! and the key's role. Only what passes reaches the proxy.
+
+use crate::config::Config;
+use sqlgate::wire::{self, QueryRequest, TransactionRequest};
+use sqlgate::{ApiError, ErrorCode, Role, Statement};
+
+fn statement(config: &Config, role: Role, sql: &str, params: &[serde_json::Value]) -> Result<Statement, ApiError> {
+    wire::check_params(params, config.max_params)?;
+    let stmt = Statement::parse(sql, config.max_sql_bytes)?;
+    if stmt.placeholders() != params.len() {
+        return Err(ApiError::new(
+            ErrorCode::InvalidParams,
+            format!(
+                "the statement has {} placeholders but {} params were given",
+                stmt.placeholders(),
+                params.len()
+            ),
+        ));
+    }
+    stmt.check_role(role)?;
+    Ok(stmt)
+}
+
+/// Validates a `/query` body; fills in the request id.
+pub fn query(config: &Config, role: Role, body: &[u8]) -> Result<(QueryRequest, Statement), ApiError> {
+    let mut req: QueryRequest = wire::parse_json(body)?;
+    match &req.request_id {
+        Some(id) => wire::check_request_id(id)?,
+        None => req.request_id = Some(wire::new_request_id()),
+    }
+    let stmt = statement(config, role, &req.sql, &req.params)?;
+    Ok((req, stmt))
+}
+
+/// Validates a `/transaction` body; fills in the request id.
+pub fn transaction(config: &Config, role: Role, body: &[u8]) -> Result<TransactionRequest, ApiError> {
+    let mut req: TransactionRequest = wire::parse_json(body)?;
+    match &req.request_id {
+        Some(id) => wire::check_request_id(id)?,
+        None => req.request_id = Some(wire::new_request_id()),
+    }
+    let max = config.max_tx_statements;
+    if req.statements.is_empty() || req.statements.len() > max {
+        return Err(ApiError::new(
+            ErrorCode::BadRequest,
+            format!("a transaction holds 1 to {max} statements"),
+        ));
+    }
+    for (i, s) in req.statements.iter().enumerate() {
+        statement(config, role, &s.sql, &s.params).map_err(|e| e.with_statement_index(i))?;
+    }
+    Ok(req)
+}

@@ -1,0 +1,450 @@
+//! End to end through the gatekeeper and the proxy, against a real replicated local cluster.
+
+use serde_json::{json, Value};
+use sqlgate_testkit::{Cluster, Options, Stack};
+use std::collections::HashSet;
+use std::time::Duration;
+
+async fn stack() -> Stack {
+    Stack::start(Cluster::shared(), Options::default())
+        .await
+        .expect("start the stack")
+}
+
+/// A table of its own for each test, created with the admin key.
+async fn table(s: &Stack, name: &str, columns: &str) -> String {
+    let t = format!("sqlgate.{name}");
+    let (st, body) = s
+        .query(&s.keys.admin, json!({"sql": format!("DROP TABLE IF EXISTS {t}")}))
+        .await;
+    assert_eq!(st, 200, "drop {t}: {body}");
+    let (st, body) = s
+        .query(&s.keys.admin, json!({"sql": format!("CREATE TABLE {t} ({columns})")}))
+        .await;
+    assert_eq!(st, 200, "create {t}: {body}");
+    t
+}
+
+fn code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or("")
+}
+
+#[tokio::test]
+async fn writes_go_to_the_manager_and_replicate_to_workers() {
+    let s = stack().await;
+    let t = table(&s, "e2e_write", "id INT AUTO_INCREMENT PRIMARY KEY, v VARCHAR(20)").await;
+    let (st, body) = s
+        .query(&s.keys.write, json!({"sql": format!("INSERT INTO {t} (v) VALUES (?)"), "params": ["hello"]}))
+        .await;
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(body["kind"], "write");
+    assert_eq!(body["node"], "manager");
+    assert_eq!(body["role"], "manager");
+    assert_eq!(body["rows_affected"], 1);
+    assert_eq!(body["last_insert_id"], 1);
+    Cluster::shared().wait_replicated().unwrap();
+    let (st, body) = s
+        .query(&s.keys.read, json!({"sql": format!("SELECT v FROM {t} WHERE id = ?"), "params": [1], "mode": "random"}))
+        .await;
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(body["role"], "worker", "read back from a worker: {body}");
+    assert_eq!(body["rows"], json!([["hello"]]));
+    assert_eq!(body["columns"][0]["name"], "v");
+}
+
+#[tokio::test]
+async fn reads_are_routed_by_mode() {
+    let s = stack().await;
+    for mode in ["random", "ping", "least_busy"] {
+        let mut nodes = HashSet::new();
+        for _ in 0..40 {
+            let (st, body) = s
+                .query(&s.keys.read, json!({"sql": "SELECT COUNT(*) FROM sakila.actor", "mode": mode}))
+                .await;
+            assert_eq!(st, 200, "{mode}: {body}");
+            assert_eq!(body["role"], "worker", "{mode} reads only land on workers: {body}");
+            assert_eq!(body["rows"], json!([[200]]), "{mode}");
+            assert!(body.get("fallback").is_none(), "{mode}: {body}");
+            nodes.insert(body["node"].as_str().unwrap().to_string());
+        }
+        let want: HashSet<String> = ["worker-1", "worker-2"].map(String::from).into();
+        assert_eq!(nodes, want, "{mode} uses both workers");
+    }
+    let (st, body) = s
+        .query(&s.keys.read, json!({"sql": "SELECT 1", "mode": "direct"}))
+        .await;
+    assert_eq!(st, 200, "{body}");
+    assert_eq!((body["node"].as_str(), body["kind"].as_str()), (Some("manager"), Some("read")));
+}
+
+#[tokio::test]
+async fn locking_and_session_reads_go_to_the_manager() {
+    let s = stack().await;
+    let cases = [
+        ("SELECT actor_id FROM sakila.actor WHERE actor_id = 1 FOR UPDATE", "FOR UPDATE"),
+        ("SELECT actor_id FROM sakila.actor WHERE actor_id = 1 LOCK IN SHARE MODE", "LOCK IN SHARE MODE"),
+        ("SELECT LAST_INSERT_ID()", "LAST_INSERT_ID"),
+    ];
+    for (sql, what) in cases {
+        let (st, body) = s.query(&s.keys.write, json!({"sql": sql, "mode": "random"})).await;
+        assert_eq!(st, 200, "{what}: {body}");
+        assert_eq!(body["node"], "manager", "{what}: {body}");
+        assert_eq!(body["kind"], "write", "{what}");
+    }
+}
+
+#[tokio::test]
+async fn params_are_bound_never_interpolated() {
+    let s = stack().await;
+    let t = table(&s, "e2e_params", "id INT PRIMARY KEY, v VARCHAR(100)").await;
+    let evil = "x'); DROP TABLE sqlgate.e2e_params; --";
+    let (st, body) = s
+        .query(&s.keys.write, json!({"sql": format!("INSERT INTO {t} VALUES (?, ?)"), "params": [1, evil]}))
+        .await;
+    assert_eq!(st, 200, "{body}");
+    let (st, body) = s
+        .query(&s.keys.read, json!({"sql": format!("SELECT v FROM {t} WHERE id = ?"), "params": [1], "mode": "direct"}))
+        .await;
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(body["rows"], json!([[evil]]), "stored literally");
+    let (st, body) = s
+        .query(&s.keys.read, json!({"sql": "SELECT ?", "params": [1, 2]}))
+        .await;
+    assert_eq!((st, code(&body)), (400, "invalid_params"), "{body}");
+}
+
+#[tokio::test]
+async fn values_use_the_documented_json_types() {
+    let s = stack().await;
+    let t = table(
+        &s,
+        "e2e_types",
+        "id INT PRIMARY KEY, big BIGINT UNSIGNED, neg BIGINT, price DECIMAL(10,2), d DATE, ts DATETIME(3), b VARBINARY(8), n INT NULL, f DOUBLE",
+    )
+    .await;
+    let (st, body) = s
+        .query(
+            &s.keys.write,
+            json!({"sql": format!("INSERT INTO {t} VALUES (1, 18446744073709551615, -5, 12.50, '2024-02-29', '2024-02-29 13:14:15.250', UNHEX('00FF10'), NULL, 1.5)")}),
+        )
+        .await;
+    assert_eq!(st, 200, "{body}");
+    let want = json!([[1, "18446744073709551615", -5, "12.50", "2024-02-29", "2024-02-29T13:14:15.250", "AP8Q", null, 1.5]]);
+    // Text protocol (no params) and binary protocol (with params) must agree.
+    for (sql, params) in [
+        (format!("SELECT * FROM {t}"), json!([])),
+        (format!("SELECT * FROM {t} WHERE id = ?"), json!([1])),
+    ] {
+        let (st, body) = s
+            .query(&s.keys.read, json!({"sql": sql, "params": params, "mode": "direct"}))
+            .await;
+        assert_eq!(st, 200, "{body}");
+        assert_eq!(body["rows"], want, "{sql}");
+    }
+}
+
+#[tokio::test]
+async fn keys_are_required_and_checked() {
+    let s = stack().await;
+    let body = json!({"sql": "SELECT 1"});
+    let (st, b) = s.post("/query", None, &body).await;
+    assert_eq!((st, code(&b)), (401, "unauthorized"), "no key: {b}");
+    let (st, b) = s.post("/query", Some("sk_nope_0123456789abcdef"), &body).await;
+    assert_eq!((st, code(&b)), (401, "unauthorized"), "wrong key: {b}");
+    let mut tampered = s.keys.admin.clone();
+    tampered.pop();
+    tampered.push(if s.keys.admin.ends_with('0') { '1' } else { '0' });
+    let (st, _) = s.post("/query", Some(&tampered), &body).await;
+    assert_eq!(st, 401, "tampered key");
+    // The proxy itself refuses requests without the internal token.
+    let r = s
+        .http
+        .post(format!("{}/query", s.proxy_url))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401, "proxy without token");
+}
+
+#[tokio::test]
+async fn roles_limit_what_a_key_may_run() {
+    let s = stack().await;
+    let t = table(&s, "e2e_roles", "id INT PRIMARY KEY").await;
+    let cases = [
+        (&s.keys.read, format!("INSERT INTO {t} VALUES (1)"), 403, "read key writing"),
+        (&s.keys.read, "SELECT GET_LOCK('x', 0)".to_string(), 403, "read key taking a lock"),
+        (&s.keys.write, format!("DROP TABLE {t}"), 403, "write key DDL"),
+        (&s.keys.write, "CREATE TABLE sqlgate.nope (a INT)".to_string(), 403, "write key CREATE"),
+        (&s.keys.write, format!("INSERT INTO {t} VALUES (2)"), 200, "write key writing"),
+        (&s.keys.admin, format!("ALTER TABLE {t} ADD COLUMN b INT"), 200, "admin DDL"),
+    ];
+    for (key, sql, want, what) in cases {
+        let (st, body) = s.query(key, json!({"sql": sql})).await;
+        assert_eq!(st, want, "{what}: {body}");
+        if want == 403 {
+            assert_eq!(code(&body), "forbidden", "{what}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn bad_requests_get_clear_errors() {
+    let s = stack().await;
+    let k = Some(s.keys.admin.as_str());
+    let cases: Vec<(Value, u16, &str, &str)> = vec![
+        (json!({"sql": "SELECT 1; DROP TABLE sakila.actor"}), 400, "invalid_sql", "multi-statement"),
+        (json!({"sql": "GRANT ALL ON *.* TO 'x'@'%'"}), 400, "statement_denied", "grant"),
+        (json!({"sql": "SELECT * FROM sakila.actor INTO OUTFILE '/tmp/x'"}), 400, "statement_denied", "outfile"),
+        (json!({"sql": "SET GLOBAL read_only = 1"}), 400, "statement_denied", "set global"),
+        (json!({"sql": "USE mysql"}), 400, "statement_denied", "use"),
+        (json!({"sql": "BEGIN"}), 400, "statement_denied", "begin"),
+        (json!({"sql": ""}), 400, "invalid_sql", "empty"),
+        (json!({"sql": 5}), 400, "bad_request", "sql not a string"),
+        (json!({"sql": "SELECT 1", "mode": "fastest"}), 400, "bad_request", "unknown mode"),
+        (json!({"sql": "SELECT 1", "bogus": 1}), 400, "bad_request", "unknown field"),
+        (json!({"sql": "SELECT ?", "params": [[1]]}), 400, "invalid_params", "array param"),
+        (json!({"sql": "SELECT 1", "request_id": "has space"}), 400, "bad_request", "bad request id"),
+        (json!({"sql": "SELECT * FROM sqlgate.no_such_table"}), 422, "sql_error", "missing table"),
+    ];
+    for (body, want, want_code, what) in cases {
+        let (st, b) = s.post("/query", k, &body).await;
+        assert_eq!((st, code(&b)), (want, want_code), "{what}: {b}");
+        assert!(b["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{what}");
+    }
+    let (_, b) = s.post("/query", k, &json!({"sql": "SELECT * FROM sqlgate.no_such_table"})).await;
+    assert_eq!(b["error"]["mysql_code"], 1146, "422 carries mysql_code: {b}");
+    assert_eq!(b["error"]["sqlstate"], "42S02");
+
+    let big = "x".repeat(2 << 20);
+    let (st, b) = s.post("/query", k, &json!({"sql": format!("SELECT '{big}'")})).await;
+    assert_eq!((st, code(&b)), (413, "payload_too_large"), "oversized body");
+
+    let r = s
+        .http
+        .post(format!("{}/query", s.gatekeeper_url))
+        .header("X-API-Key", &s.keys.admin)
+        .header("Content-Type", "text/plain")
+        .body("SELECT 1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 415, "non-JSON");
+    let b: Value = r.json().await.unwrap();
+    assert_eq!(code(&b), "unsupported_media_type");
+
+    let r = s.http.get(format!("{}/query", s.gatekeeper_url)).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 405, "GET /query");
+    let r = s.http.get(format!("{}/nope", s.gatekeeper_url)).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+}
+
+#[tokio::test]
+async fn garbage_never_gives_5xx_or_kills_a_service() {
+    let s = stack().await;
+    let mut garbage: Vec<Vec<u8>> = vec![
+        b"".to_vec(),
+        b"{".to_vec(),
+        b"null".to_vec(),
+        b"[]".to_vec(),
+        b"{\"sql\":null}".to_vec(),
+        b"{\"sql\":\"\\u0000\"}".to_vec(),
+        b"{\"sql\":\"SELECT 1\",\"params\":{}}".to_vec(),
+        b"{\"sql\":\"\xff\xfe\"}".to_vec(),
+        vec![0xff; 300],
+        "{\"sql\":\"SELECT '\u{1F600}' /*\"}".as_bytes().to_vec(),
+        format!("{{\"sql\":\"{}\"}}", "(".repeat(5000)).into_bytes(),
+        format!("{{\"sql\":\"SELECT {}\"}}", "-".repeat(3000)).into_bytes(),
+    ];
+    // A deterministic pseudo-random spray of bytes and JSON-ish fragments.
+    let mut x: u64 = 0x9e3779b97f4a7c15;
+    for len in [1usize, 7, 64, 500, 4000] {
+        let mut v = Vec::with_capacity(len);
+        for _ in 0..len {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let alphabet = b"{}[]\":,sqlSELECT'\\ 0123\x00\xff";
+            v.push(alphabet[(x % alphabet.len() as u64) as usize]);
+        }
+        garbage.push(v);
+    }
+    for body in &garbage {
+        for target in [&s.gatekeeper_url, &s.proxy_url] {
+            let r = s
+                .http
+                .post(format!("{target}/query"))
+                .header("X-API-Key", &s.keys.admin)
+                .header("X-Sqlgate-Token", &s.proxy_token)
+                .header("Content-Type", "application/json")
+                .body(body.clone())
+                .send()
+                .await
+                .expect("service answers");
+            let st = r.status().as_u16();
+            assert!(
+                (400..500).contains(&st),
+                "{target}: garbage {:?} gave {st}",
+                String::from_utf8_lossy(&body[..body.len().min(60)])
+            );
+            let b: Value = r.json().await.expect("JSON error body");
+            assert!(b["error"]["code"].is_string(), "{b}");
+        }
+    }
+    let (st, _) = s.query(&s.keys.read, json!({"sql": "SELECT 1"})).await;
+    assert_eq!(st, 200, "still serving after the garbage");
+}
+
+#[tokio::test]
+async fn transactions_commit_together_or_not_at_all() {
+    let s = stack().await;
+    let t = table(&s, "e2e_tx", "id INT PRIMARY KEY, v INT").await;
+    let ok = json!({"statements": [
+        {"sql": format!("INSERT INTO {t} VALUES (?, ?)"), "params": [1, 10]},
+        {"sql": format!("UPDATE {t} SET v = v + 1 WHERE id = ?"), "params": [1]},
+        {"sql": format!("SELECT v FROM {t} WHERE id = 1")}
+    ]});
+    let (st, body) = s.post("/transaction", Some(&s.keys.write), &ok).await;
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(body["results"][2]["rows"], json!([[11]]));
+    let bad = json!({"statements": [
+        {"sql": format!("INSERT INTO {t} VALUES (2, 20)")},
+        {"sql": format!("INSERT INTO {t} VALUES (1, 99)")}
+    ]});
+    let (st, body) = s.post("/transaction", Some(&s.keys.write), &bad).await;
+    assert_eq!((st, code(&body)), (422, "sql_error"), "{body}");
+    assert_eq!(body["error"]["statement_index"], 1);
+    assert_eq!(body["error"]["mysql_code"], 1062);
+    let (_, body) = s
+        .query(&s.keys.read, json!({"sql": format!("SELECT COUNT(*) FROM {t}"), "mode": "direct"}))
+        .await;
+    assert_eq!(body["rows"], json!([[1]]), "the failed transaction rolled back");
+    let denied = json!({"statements": [{"sql": format!("INSERT INTO {t} VALUES (3, 3)")}, {"sql": "COMMIT"}]});
+    let (st, body) = s.post("/transaction", Some(&s.keys.write), &denied).await;
+    assert_eq!((st, body["error"]["statement_index"].as_u64()), (400, Some(1)), "{body}");
+    let (st, _) = s.post("/transaction", Some(&s.keys.read), &ok).await;
+    assert_eq!(st, 403, "read key may not write in a transaction");
+}
+
+#[tokio::test]
+async fn limits_give_documented_errors() {
+    let opts = Options {
+        proxy_env: vec![
+            ("PROXY_MAX_ROWS".into(), "50".into()),
+            ("PROXY_STATEMENT_TIMEOUT_MS".into(), "500".into()),
+        ],
+        ..Options::default()
+    };
+    let s = Stack::start(Cluster::shared(), opts).await.unwrap();
+    let (st, body) = s
+        .query(&s.keys.read, json!({"sql": "SELECT * FROM sakila.actor"}))
+        .await;
+    assert_eq!((st, code(&body)), (413, "result_too_large"), "{body}");
+    let (st, body) = s
+        .query(&s.keys.read, json!({"sql": "SELECT * FROM sakila.actor LIMIT 50"}))
+        .await;
+    assert_eq!(st, 200, "exactly the limit is fine: {body}");
+    let (st, body) = s.query(&s.keys.admin, json!({"sql": "SELECT SLEEP(3)"})).await;
+    assert_eq!((st, code(&body)), (504, "timeout"), "statement timeout: {body}");
+    let (st, _) = s.query(&s.keys.read, json!({"sql": "SELECT 1"})).await;
+    assert_eq!(st, 200, "the pool recovers after a timeout");
+}
+
+#[tokio::test]
+async fn rate_limit_per_key() {
+    let opts = Options {
+        gatekeeper_env: vec![
+            ("GATEKEEPER_RATE_LIMIT_RPS".into(), "1".into()),
+            ("GATEKEEPER_RATE_LIMIT_BURST".into(), "3".into()),
+        ],
+        ..Options::default()
+    };
+    let s = Stack::start(Cluster::shared(), opts).await.unwrap();
+    let mut statuses = vec![];
+    for _ in 0..5 {
+        statuses.push(s.query(&s.keys.read, json!({"sql": "SELECT 1"})).await.0);
+    }
+    assert_eq!(&statuses[..3], &[200, 200, 200], "{statuses:?}");
+    assert!(statuses[3..].iter().all(|s| *s == 429), "{statuses:?}");
+    let (st, _) = s.query(&s.keys.write, json!({"sql": "SELECT 1"})).await;
+    assert_eq!(st, 200, "another key is not limited");
+}
+
+#[tokio::test]
+async fn metrics_are_private_and_count_requests() {
+    let s = stack().await;
+    let (st, _) = s.query(&s.keys.read, json!({"sql": "SELECT 1", "mode": "random"})).await;
+    assert_eq!(st, 200);
+    let r = s.http.get(format!("{}/metrics", s.gatekeeper_url)).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 404, "no metrics on the public listener");
+    let text = s.http.get(format!("{}/metrics", s.admin_url)).send().await.unwrap().text().await.unwrap();
+    assert!(text.contains("sqlgate_gatekeeper_requests_total{endpoint=\"query\",role=\"read\",status=\"200\"}"), "{text}");
+    let text = s.http.get(format!("{}/metrics", s.proxy_url)).send().await.unwrap().text().await.unwrap();
+    for want in [
+        "sqlgate_proxy_requests_total{endpoint=\"query\",node=\"worker-",
+        "sqlgate_proxy_request_duration_seconds_bucket",
+        "sqlgate_proxy_pool_connections{node=\"manager\",state=\"idle\"}",
+        "sqlgate_proxy_node_eligible{node=\"worker-2\",role=\"worker\"} 1",
+    ] {
+        assert!(text.contains(want), "missing {want} in\n{text}");
+    }
+    for key in [&s.keys.read, &s.keys.write, &s.keys.admin] {
+        let secret = key.rsplit('_').next().unwrap();
+        assert!(!text.contains(secret), "no key in metrics");
+    }
+}
+
+#[tokio::test]
+async fn ready_reports_every_node() {
+    let s = stack().await;
+    let r = s.proxy_ready().await;
+    assert_eq!(r["ready"], true, "{r}");
+    let nodes = r["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 3);
+    for n in nodes {
+        assert_eq!(n["eligible"], true, "{n}");
+        assert_eq!(n["reachable"], true, "{n}");
+        assert!(n["rtt_ms"].is_number(), "rtt measured: {n}");
+        if n["role"] == "worker" {
+            assert_eq!(n["replication_io_running"], true, "{n}");
+            assert_eq!(n["lag_seconds"], 0, "{n}");
+        }
+    }
+    let r = s.http.get(format!("{}/ready", s.gatekeeper_url)).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let b: Value = r.json().await.unwrap();
+    assert_eq!(b, json!({"ready": true}), "the public /ready reveals no topology");
+}
+
+#[tokio::test]
+async fn proxy_down_or_slow_gives_503_or_504_quickly() {
+    let cluster = Cluster::shared();
+    // Nothing listens on this port: connection refused.
+    let dead = format!("http://127.0.0.1:{}", sqlgate_testkit::free_port());
+    let s = Stack::start(cluster, Options { proxy_url_override: Some(dead), ..Options::default() })
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let (st, body) = s.query(&s.keys.read, json!({"sql": "SELECT 1"})).await;
+    assert_eq!((st, code(&body)), (503, "unavailable"), "{body}");
+    assert!(started.elapsed() < Duration::from_secs(5), "503 quickly");
+    let r = s.http.get(format!("{}/ready", s.gatekeeper_url)).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 503, "not ready without a proxy");
+
+    // A listener that accepts and never answers: the gatekeeper times out.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", silent.local_addr().unwrap());
+    let s = Stack::start(
+        cluster,
+        Options {
+            proxy_url_override: Some(url),
+            gatekeeper_env: vec![("GATEKEEPER_TIMEOUT_MS".into(), "500".into())],
+            ..Options::default()
+        },
+    )
+    .await
+    .unwrap();
+    let (st, body) = s.query(&s.keys.read, json!({"sql": "SELECT 1"})).await;
+    assert_eq!((st, code(&body)), (504, "timeout"), "{body}");
+    drop(silent);
+}
