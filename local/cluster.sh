@@ -10,6 +10,7 @@
 #   SQLGATE_WORKER_PORTS  worker ports, space-separated    ("3308 3309")
 #   SQLGATE_REPLICATION   1: users, schema, replication; 0: bare GTID-ready instances only
 #   SQLGATE_WATCH_PID     stop the cluster when this process exits (tests)
+#   SQLGATE_WATCH_CLEANUP 1: and then delete the state directory
 #
 # Each node lives in $SQLGATE_LOCAL_DIR/db/<node>/ (my.cnf, data/, mysqld.sock, mysqld.pid,
 # error.log); root connects over the socket without a password. Generated passwords are kept in
@@ -102,6 +103,7 @@ write_cnf() {
     echo "sync_binlog=1"
     echo "innodb_flush_log_at_trx_commit=1"
     echo "innodb_buffer_pool_size=64M"
+    echo "innodb_log_file_size=16M"
     echo "max_connections=300"
     echo "performance_schema=OFF"
     if [ "$FLAVOR" = mariadb ]; then
@@ -267,9 +269,11 @@ wait_caught_up() {
 start_watcher() {
   [ -n "${SQLGATE_WATCH_PID:-}" ] || return 0
   local self; self=$(readlink -f "${BASH_SOURCE[0]}")
+  # The watcher's own output goes to /dev/null: with cleanup on, it deletes $DIR.
   setsid nohup bash -c '
     while kill -0 "$1" 2>/dev/null; do sleep 1; done
-    SQLGATE_WATCHER=1 "$2" stop' _ "$SQLGATE_WATCH_PID" "$self" </dev/null >>"$DIR/watcher.log" 2>&1 &
+    SQLGATE_WATCHER=1 "$2" stop
+    if [ "$3" = 1 ]; then rm -rf "$4"; fi' _ "$SQLGATE_WATCH_PID" "$self" "${SQLGATE_WATCH_CLEANUP:-0}" "$DIR" </dev/null >/dev/null 2>&1 &
   echo $! >"$DIR/watcher.pid"
 }
 

@@ -83,7 +83,10 @@ impl KeyStore {
             }
             let fields: Vec<&str> = line.split_whitespace().collect();
             let [id, role, hash] = fields.as_slice() else {
-                return Err(format!("line {}: expected `<id> <role> <sha256-hex>`", n + 1));
+                return Err(format!(
+                    "line {}: expected `<id> <role> <sha256-hex>`",
+                    n + 1
+                ));
             };
             let role = Role::parse(role)
                 .ok_or_else(|| format!("line {}: role must be read, write or admin", n + 1))?;
@@ -91,7 +94,10 @@ impl KeyStore {
             hex::decode_to_slice(hash, &mut digest)
                 .map_err(|_| format!("line {}: hash must be 64 hex characters", n + 1))?;
             if ApiKey::parse(&format!("sk_{id}_x")).is_none() {
-                return Err(format!("line {}: id must be 1 to 32 letters or digits", n + 1));
+                return Err(format!(
+                    "line {}: id must be 1 to 32 letters or digits",
+                    n + 1
+                ));
             }
             if keys
                 .insert(id.to_string(), Entry { role, hash: digest })
@@ -180,7 +186,10 @@ mod tests {
         assert_eq!(store.authenticate(Some(&r.key)).unwrap().role, Role::Read);
         let who = store.authenticate(Some(&w.key)).unwrap();
         assert_eq!((who.key_id.as_str(), who.role), ("writer1", Role::Write));
-        assert!(!r.line.contains(r.key.rsplit('_').next().unwrap()), "file holds no secret");
+        assert!(
+            !r.line.contains(r.key.rsplit('_').next().unwrap()),
+            "file holds no secret"
+        );
     }
 
     #[test]

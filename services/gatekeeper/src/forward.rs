@@ -43,7 +43,12 @@ impl Forwarder {
     }
 
     /// POSTs `body` (JSON) to the proxy's `path`.
-    pub async fn post(&self, path: &str, request_id: &str, body: Vec<u8>) -> Result<Upstream, ApiError> {
+    pub async fn post(
+        &self,
+        path: &str,
+        request_id: &str,
+        body: Vec<u8>,
+    ) -> Result<Upstream, ApiError> {
         let resp = self
             .client
             .post(format!("{}{path}", self.base))
@@ -54,7 +59,8 @@ impl Forwarder {
             .send()
             .await
             .map_err(upstream_error)?;
-        let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+        let status =
+            StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
         let node = resp
             .headers()
             .get(NODE_HEADER)
@@ -63,9 +69,14 @@ impl Forwarder {
         let body = resp.bytes().await.map_err(upstream_error)?;
         if status == StatusCode::UNAUTHORIZED {
             log::error!("Proxy refused the internal token: check GATEKEEPER_PROXY_TOKEN");
-            return Err(ApiError::new(ErrorCode::BadGateway, "the proxy refused the gatekeeper"));
+            return Err(ApiError::new(
+                ErrorCode::BadGateway,
+                "the proxy refused the gatekeeper",
+            ));
         }
-        if status.is_server_error() && serde_json::from_slice::<sqlgate::error::ErrorBody>(&body).is_err() {
+        if status.is_server_error()
+            && serde_json::from_slice::<sqlgate::error::ErrorBody>(&body).is_err()
+        {
             return Err(ApiError::new(
                 ErrorCode::BadGateway,
                 format!("the proxy answered {status} without an error body"),

@@ -59,14 +59,16 @@ impl Application {
             metrics: metrics::Metrics::default(),
         });
         let s = state.clone();
-        let public = HttpServer::new(move || App::new().app_data(s.clone()).configure(routes::public))
-            .workers(workers)
-            .listen(public)?
-            .run();
-        let admin = HttpServer::new(move || App::new().app_data(state.clone()).configure(routes::admin))
-            .workers(1)
-            .listen(admin)?
-            .run();
+        let public =
+            HttpServer::new(move || App::new().app_data(s.clone()).configure(routes::public))
+                .workers(workers)
+                .listen(public)?
+                .run();
+        let admin =
+            HttpServer::new(move || App::new().app_data(state.clone()).configure(routes::admin))
+                .workers(1)
+                .listen(admin)?
+                .run();
         Ok(Application {
             port,
             admin_port,

@@ -28,7 +28,10 @@ fn keygen(args: &[String]) -> i32 {
     };
     match auth::generate(role, id.as_deref()) {
         Ok(k) => {
-            println!("# API key ({} role); shown once, store it now:", role.as_str());
+            println!(
+                "# API key ({} role); shown once, store it now:",
+                role.as_str()
+            );
             println!("{}", k.key);
             println!("# Line for the keys file (GATEKEEPER_KEYS_FILE):");
             println!("{}", k.line);

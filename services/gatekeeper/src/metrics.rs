@@ -31,8 +31,16 @@ impl Default for Metrics {
         let duration = Family::<EndpointLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.00005, 2.0, 20))
         });
-        registry.register("requests", "Requests by endpoint, key role and status", requests.clone());
-        registry.register("request_duration_seconds", "Time to answer a request", duration.clone());
+        registry.register(
+            "requests",
+            "Requests by endpoint, key role and status",
+            requests.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Time to answer a request",
+            duration.clone(),
+        );
         Metrics {
             registry,
             requests,

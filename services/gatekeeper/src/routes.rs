@@ -46,7 +46,11 @@ async fn query(req: HttpRequest, payload: web::Payload, state: web::Data<State>)
     handle(Endpoint::Query, req, payload, state).await
 }
 
-async fn transaction(req: HttpRequest, payload: web::Payload, state: web::Data<State>) -> HttpResponse {
+async fn transaction(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<State>,
+) -> HttpResponse {
     handle(Endpoint::Transaction, req, payload, state).await
 }
 
@@ -62,7 +66,10 @@ async fn handle(
     let mut who: Option<Identity> = None;
     let mut node: Option<String> = None;
     let result = async {
-        let header = req.headers().get(API_KEY_HEADER).and_then(|v| v.to_str().ok());
+        let header = req
+            .headers()
+            .get(API_KEY_HEADER)
+            .and_then(|v| v.to_str().ok());
         let id = state.keys.authenticate(header)?;
         who = Some(id.clone());
         state.limiter.check(&id.key_id)?;

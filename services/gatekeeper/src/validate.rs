@@ -5,7 +5,12 @@ use crate::config::Config;
 use sqlgate::wire::{self, QueryRequest, TransactionRequest};
 use sqlgate::{ApiError, ErrorCode, Role, Statement};
 
-fn statement(config: &Config, role: Role, sql: &str, params: &[serde_json::Value]) -> Result<Statement, ApiError> {
+fn statement(
+    config: &Config,
+    role: Role,
+    sql: &str,
+    params: &[serde_json::Value],
+) -> Result<Statement, ApiError> {
     wire::check_params(params, config.max_params)?;
     let stmt = Statement::parse(sql, config.max_sql_bytes)?;
     if stmt.placeholders() != params.len() {
@@ -23,7 +28,11 @@ fn statement(config: &Config, role: Role, sql: &str, params: &[serde_json::Value
 }
 
 /// Validates a `/query` body; fills in the request id.
-pub fn query(config: &Config, role: Role, body: &[u8]) -> Result<(QueryRequest, Statement), ApiError> {
+pub fn query(
+    config: &Config,
+    role: Role,
+    body: &[u8],
+) -> Result<(QueryRequest, Statement), ApiError> {
     let mut req: QueryRequest = wire::parse_json(body)?;
     match &req.request_id {
         Some(id) => wire::check_request_id(id)?,
@@ -34,7 +43,11 @@ pub fn query(config: &Config, role: Role, body: &[u8]) -> Result<(QueryRequest, 
 }
 
 /// Validates a `/transaction` body; fills in the request id.
-pub fn transaction(config: &Config, role: Role, body: &[u8]) -> Result<TransactionRequest, ApiError> {
+pub fn transaction(
+    config: &Config,
+    role: Role,
+    body: &[u8],
+) -> Result<TransactionRequest, ApiError> {
     let mut req: TransactionRequest = wire::parse_json(body)?;
     match &req.request_id {
         Some(id) => wire::check_request_id(id)?,

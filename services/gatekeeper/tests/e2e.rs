@@ -15,11 +15,17 @@ async fn stack() -> Stack {
 async fn table(s: &Stack, name: &str, columns: &str) -> String {
     let t = format!("sqlgate.{name}");
     let (st, body) = s
-        .query(&s.keys.admin, json!({"sql": format!("DROP TABLE IF EXISTS {t}")}))
+        .query(
+            &s.keys.admin,
+            json!({"sql": format!("DROP TABLE IF EXISTS {t}")}),
+        )
         .await;
     assert_eq!(st, 200, "drop {t}: {body}");
     let (st, body) = s
-        .query(&s.keys.admin, json!({"sql": format!("CREATE TABLE {t} ({columns})")}))
+        .query(
+            &s.keys.admin,
+            json!({"sql": format!("CREATE TABLE {t} ({columns})")}),
+        )
         .await;
     assert_eq!(st, 200, "create {t}: {body}");
     t
@@ -32,9 +38,17 @@ fn code(body: &Value) -> &str {
 #[tokio::test]
 async fn writes_go_to_the_manager_and_replicate_to_workers() {
     let s = stack().await;
-    let t = table(&s, "e2e_write", "id INT AUTO_INCREMENT PRIMARY KEY, v VARCHAR(20)").await;
+    let t = table(
+        &s,
+        "e2e_write",
+        "id INT AUTO_INCREMENT PRIMARY KEY, v VARCHAR(20)",
+    )
+    .await;
     let (st, body) = s
-        .query(&s.keys.write, json!({"sql": format!("INSERT INTO {t} (v) VALUES (?)"), "params": ["hello"]}))
+        .query(
+            &s.keys.write,
+            json!({"sql": format!("INSERT INTO {t} (v) VALUES (?)"), "params": ["hello"]}),
+        )
         .await;
     assert_eq!(st, 200, "{body}");
     assert_eq!(body["kind"], "write");
@@ -59,10 +73,16 @@ async fn reads_are_routed_by_mode() {
         let mut nodes = HashSet::new();
         for _ in 0..40 {
             let (st, body) = s
-                .query(&s.keys.read, json!({"sql": "SELECT COUNT(*) FROM sakila.actor", "mode": mode}))
+                .query(
+                    &s.keys.read,
+                    json!({"sql": "SELECT COUNT(*) FROM sakila.actor", "mode": mode}),
+                )
                 .await;
             assert_eq!(st, 200, "{mode}: {body}");
-            assert_eq!(body["role"], "worker", "{mode} reads only land on workers: {body}");
+            assert_eq!(
+                body["role"], "worker",
+                "{mode} reads only land on workers: {body}"
+            );
             assert_eq!(body["rows"], json!([[200]]), "{mode}");
             assert!(body.get("fallback").is_none(), "{mode}: {body}");
             nodes.insert(body["node"].as_str().unwrap().to_string());
@@ -74,19 +94,30 @@ async fn reads_are_routed_by_mode() {
         .query(&s.keys.read, json!({"sql": "SELECT 1", "mode": "direct"}))
         .await;
     assert_eq!(st, 200, "{body}");
-    assert_eq!((body["node"].as_str(), body["kind"].as_str()), (Some("manager"), Some("read")));
+    assert_eq!(
+        (body["node"].as_str(), body["kind"].as_str()),
+        (Some("manager"), Some("read"))
+    );
 }
 
 #[tokio::test]
 async fn locking_and_session_reads_go_to_the_manager() {
     let s = stack().await;
     let cases = [
-        ("SELECT actor_id FROM sakila.actor WHERE actor_id = 1 FOR UPDATE", "FOR UPDATE"),
-        ("SELECT actor_id FROM sakila.actor WHERE actor_id = 1 LOCK IN SHARE MODE", "LOCK IN SHARE MODE"),
+        (
+            "SELECT actor_id FROM sakila.actor WHERE actor_id = 1 FOR UPDATE",
+            "FOR UPDATE",
+        ),
+        (
+            "SELECT actor_id FROM sakila.actor WHERE actor_id = 1 LOCK IN SHARE MODE",
+            "LOCK IN SHARE MODE",
+        ),
         ("SELECT LAST_INSERT_ID()", "LAST_INSERT_ID"),
     ];
     for (sql, what) in cases {
-        let (st, body) = s.query(&s.keys.write, json!({"sql": sql, "mode": "random"})).await;
+        let (st, body) = s
+            .query(&s.keys.write, json!({"sql": sql, "mode": "random"}))
+            .await;
         assert_eq!(st, 200, "{what}: {body}");
         assert_eq!(body["node"], "manager", "{what}: {body}");
         assert_eq!(body["kind"], "write", "{what}");
@@ -99,7 +130,10 @@ async fn params_are_bound_never_interpolated() {
     let t = table(&s, "e2e_params", "id INT PRIMARY KEY, v VARCHAR(100)").await;
     let evil = "x'); DROP TABLE sqlgate.e2e_params; --";
     let (st, body) = s
-        .query(&s.keys.write, json!({"sql": format!("INSERT INTO {t} VALUES (?, ?)"), "params": [1, evil]}))
+        .query(
+            &s.keys.write,
+            json!({"sql": format!("INSERT INTO {t} VALUES (?, ?)"), "params": [1, evil]}),
+        )
         .await;
     assert_eq!(st, 200, "{body}");
     let (st, body) = s
@@ -129,14 +163,27 @@ async fn values_use_the_documented_json_types() {
         )
         .await;
     assert_eq!(st, 200, "{body}");
-    let want = json!([[1, "18446744073709551615", -5, "12.50", "2024-02-29", "2024-02-29T13:14:15.250", "AP8Q", null, 1.5]]);
+    let want = json!([[
+        1,
+        "18446744073709551615",
+        -5,
+        "12.50",
+        "2024-02-29",
+        "2024-02-29T13:14:15.250",
+        "AP8Q",
+        null,
+        1.5
+    ]]);
     // Text protocol (no params) and binary protocol (with params) must agree.
     for (sql, params) in [
         (format!("SELECT * FROM {t}"), json!([])),
         (format!("SELECT * FROM {t} WHERE id = ?"), json!([1])),
     ] {
         let (st, body) = s
-            .query(&s.keys.read, json!({"sql": sql, "params": params, "mode": "direct"}))
+            .query(
+                &s.keys.read,
+                json!({"sql": sql, "params": params, "mode": "direct"}),
+            )
             .await;
         assert_eq!(st, 200, "{body}");
         assert_eq!(body["rows"], want, "{sql}");
@@ -149,11 +196,17 @@ async fn keys_are_required_and_checked() {
     let body = json!({"sql": "SELECT 1"});
     let (st, b) = s.post("/query", None, &body).await;
     assert_eq!((st, code(&b)), (401, "unauthorized"), "no key: {b}");
-    let (st, b) = s.post("/query", Some("sk_nope_0123456789abcdef"), &body).await;
+    let (st, b) = s
+        .post("/query", Some("sk_nope_0123456789abcdef"), &body)
+        .await;
     assert_eq!((st, code(&b)), (401, "unauthorized"), "wrong key: {b}");
     let mut tampered = s.keys.admin.clone();
     tampered.pop();
-    tampered.push(if s.keys.admin.ends_with('0') { '1' } else { '0' });
+    tampered.push(if s.keys.admin.ends_with('0') {
+        '1'
+    } else {
+        '0'
+    });
     let (st, _) = s.post("/query", Some(&tampered), &body).await;
     assert_eq!(st, 401, "tampered key");
     // The proxy itself refuses requests without the internal token.
@@ -172,12 +225,42 @@ async fn roles_limit_what_a_key_may_run() {
     let s = stack().await;
     let t = table(&s, "e2e_roles", "id INT PRIMARY KEY").await;
     let cases = [
-        (&s.keys.read, format!("INSERT INTO {t} VALUES (1)"), 403, "read key writing"),
-        (&s.keys.read, "SELECT GET_LOCK('x', 0)".to_string(), 403, "read key taking a lock"),
-        (&s.keys.write, format!("DROP TABLE {t}"), 403, "write key DDL"),
-        (&s.keys.write, "CREATE TABLE sqlgate.nope (a INT)".to_string(), 403, "write key CREATE"),
-        (&s.keys.write, format!("INSERT INTO {t} VALUES (2)"), 200, "write key writing"),
-        (&s.keys.admin, format!("ALTER TABLE {t} ADD COLUMN b INT"), 200, "admin DDL"),
+        (
+            &s.keys.read,
+            format!("INSERT INTO {t} VALUES (1)"),
+            403,
+            "read key writing",
+        ),
+        (
+            &s.keys.read,
+            "SELECT GET_LOCK('x', 0)".to_string(),
+            403,
+            "read key taking a lock",
+        ),
+        (
+            &s.keys.write,
+            format!("DROP TABLE {t}"),
+            403,
+            "write key DDL",
+        ),
+        (
+            &s.keys.write,
+            "CREATE TABLE sqlgate.nope (a INT)".to_string(),
+            403,
+            "write key CREATE",
+        ),
+        (
+            &s.keys.write,
+            format!("INSERT INTO {t} VALUES (2)"),
+            200,
+            "write key writing",
+        ),
+        (
+            &s.keys.admin,
+            format!("ALTER TABLE {t} ADD COLUMN b INT"),
+            200,
+            "admin DDL",
+        ),
     ];
     for (key, sql, want, what) in cases {
         let (st, body) = s.query(key, json!({"sql": sql})).await;
@@ -193,31 +276,92 @@ async fn bad_requests_get_clear_errors() {
     let s = stack().await;
     let k = Some(s.keys.admin.as_str());
     let cases: Vec<(Value, u16, &str, &str)> = vec![
-        (json!({"sql": "SELECT 1; DROP TABLE sakila.actor"}), 400, "invalid_sql", "multi-statement"),
-        (json!({"sql": "GRANT ALL ON *.* TO 'x'@'%'"}), 400, "statement_denied", "grant"),
-        (json!({"sql": "SELECT * FROM sakila.actor INTO OUTFILE '/tmp/x'"}), 400, "statement_denied", "outfile"),
-        (json!({"sql": "SET GLOBAL read_only = 1"}), 400, "statement_denied", "set global"),
+        (
+            json!({"sql": "SELECT 1; DROP TABLE sakila.actor"}),
+            400,
+            "invalid_sql",
+            "multi-statement",
+        ),
+        (
+            json!({"sql": "GRANT ALL ON *.* TO 'x'@'%'"}),
+            400,
+            "statement_denied",
+            "grant",
+        ),
+        (
+            json!({"sql": "SELECT * FROM sakila.actor INTO OUTFILE '/tmp/x'"}),
+            400,
+            "statement_denied",
+            "outfile",
+        ),
+        (
+            json!({"sql": "SET GLOBAL read_only = 1"}),
+            400,
+            "statement_denied",
+            "set global",
+        ),
         (json!({"sql": "USE mysql"}), 400, "statement_denied", "use"),
         (json!({"sql": "BEGIN"}), 400, "statement_denied", "begin"),
         (json!({"sql": ""}), 400, "invalid_sql", "empty"),
         (json!({"sql": 5}), 400, "bad_request", "sql not a string"),
-        (json!({"sql": "SELECT 1", "mode": "fastest"}), 400, "bad_request", "unknown mode"),
-        (json!({"sql": "SELECT 1", "bogus": 1}), 400, "bad_request", "unknown field"),
-        (json!({"sql": "SELECT ?", "params": [[1]]}), 400, "invalid_params", "array param"),
-        (json!({"sql": "SELECT 1", "request_id": "has space"}), 400, "bad_request", "bad request id"),
-        (json!({"sql": "SELECT * FROM sqlgate.no_such_table"}), 422, "sql_error", "missing table"),
+        (
+            json!({"sql": "SELECT 1", "mode": "fastest"}),
+            400,
+            "bad_request",
+            "unknown mode",
+        ),
+        (
+            json!({"sql": "SELECT 1", "bogus": 1}),
+            400,
+            "bad_request",
+            "unknown field",
+        ),
+        (
+            json!({"sql": "SELECT ?", "params": [[1]]}),
+            400,
+            "invalid_params",
+            "array param",
+        ),
+        (
+            json!({"sql": "SELECT 1", "request_id": "has space"}),
+            400,
+            "bad_request",
+            "bad request id",
+        ),
+        (
+            json!({"sql": "SELECT * FROM sqlgate.no_such_table"}),
+            422,
+            "sql_error",
+            "missing table",
+        ),
     ];
     for (body, want, want_code, what) in cases {
         let (st, b) = s.post("/query", k, &body).await;
         assert_eq!((st, code(&b)), (want, want_code), "{what}: {b}");
-        assert!(b["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{what}");
+        assert!(
+            b["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{what}"
+        );
     }
-    let (_, b) = s.post("/query", k, &json!({"sql": "SELECT * FROM sqlgate.no_such_table"})).await;
-    assert_eq!(b["error"]["mysql_code"], 1146, "422 carries mysql_code: {b}");
+    let (_, b) = s
+        .post(
+            "/query",
+            k,
+            &json!({"sql": "SELECT * FROM sqlgate.no_such_table"}),
+        )
+        .await;
+    assert_eq!(
+        b["error"]["mysql_code"], 1146,
+        "422 carries mysql_code: {b}"
+    );
     assert_eq!(b["error"]["sqlstate"], "42S02");
 
     let big = "x".repeat(2 << 20);
-    let (st, b) = s.post("/query", k, &json!({"sql": format!("SELECT '{big}'")})).await;
+    let (st, b) = s
+        .post("/query", k, &json!({"sql": format!("SELECT '{big}'")}))
+        .await;
     assert_eq!((st, code(&b)), (413, "payload_too_large"), "oversized body");
 
     let r = s
@@ -233,9 +377,19 @@ async fn bad_requests_get_clear_errors() {
     let b: Value = r.json().await.unwrap();
     assert_eq!(code(&b), "unsupported_media_type");
 
-    let r = s.http.get(format!("{}/query", s.gatekeeper_url)).send().await.unwrap();
+    let r = s
+        .http
+        .get(format!("{}/query", s.gatekeeper_url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 405, "GET /query");
-    let r = s.http.get(format!("{}/nope", s.gatekeeper_url)).send().await.unwrap();
+    let r = s
+        .http
+        .get(format!("{}/nope", s.gatekeeper_url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 404);
 }
 
@@ -316,12 +470,23 @@ async fn transactions_commit_together_or_not_at_all() {
     assert_eq!(body["error"]["statement_index"], 1);
     assert_eq!(body["error"]["mysql_code"], 1062);
     let (_, body) = s
-        .query(&s.keys.read, json!({"sql": format!("SELECT COUNT(*) FROM {t}"), "mode": "direct"}))
+        .query(
+            &s.keys.read,
+            json!({"sql": format!("SELECT COUNT(*) FROM {t}"), "mode": "direct"}),
+        )
         .await;
-    assert_eq!(body["rows"], json!([[1]]), "the failed transaction rolled back");
+    assert_eq!(
+        body["rows"],
+        json!([[1]]),
+        "the failed transaction rolled back"
+    );
     let denied = json!({"statements": [{"sql": format!("INSERT INTO {t} VALUES (3, 3)")}, {"sql": "COMMIT"}]});
     let (st, body) = s.post("/transaction", Some(&s.keys.write), &denied).await;
-    assert_eq!((st, body["error"]["statement_index"].as_u64()), (400, Some(1)), "{body}");
+    assert_eq!(
+        (st, body["error"]["statement_index"].as_u64()),
+        (400, Some(1)),
+        "{body}"
+    );
     let (st, _) = s.post("/transaction", Some(&s.keys.read), &ok).await;
     assert_eq!(st, 403, "read key may not write in a transaction");
 }
@@ -341,11 +506,20 @@ async fn limits_give_documented_errors() {
         .await;
     assert_eq!((st, code(&body)), (413, "result_too_large"), "{body}");
     let (st, body) = s
-        .query(&s.keys.read, json!({"sql": "SELECT * FROM sakila.actor LIMIT 50"}))
+        .query(
+            &s.keys.read,
+            json!({"sql": "SELECT * FROM sakila.actor LIMIT 50"}),
+        )
         .await;
     assert_eq!(st, 200, "exactly the limit is fine: {body}");
-    let (st, body) = s.query(&s.keys.admin, json!({"sql": "SELECT SLEEP(3)"})).await;
-    assert_eq!((st, code(&body)), (504, "timeout"), "statement timeout: {body}");
+    let (st, body) = s
+        .query(&s.keys.admin, json!({"sql": "SELECT SLEEP(3)"}))
+        .await;
+    assert_eq!(
+        (st, code(&body)),
+        (504, "timeout"),
+        "statement timeout: {body}"
+    );
     let (st, _) = s.query(&s.keys.read, json!({"sql": "SELECT 1"})).await;
     assert_eq!(st, 200, "the pool recovers after a timeout");
 }
@@ -373,13 +547,45 @@ async fn rate_limit_per_key() {
 #[tokio::test]
 async fn metrics_are_private_and_count_requests() {
     let s = stack().await;
-    let (st, _) = s.query(&s.keys.read, json!({"sql": "SELECT 1", "mode": "random"})).await;
+    let (st, _) = s
+        .query(&s.keys.read, json!({"sql": "SELECT 1", "mode": "random"}))
+        .await;
     assert_eq!(st, 200);
-    let r = s.http.get(format!("{}/metrics", s.gatekeeper_url)).send().await.unwrap();
-    assert_eq!(r.status().as_u16(), 404, "no metrics on the public listener");
-    let text = s.http.get(format!("{}/metrics", s.admin_url)).send().await.unwrap().text().await.unwrap();
-    assert!(text.contains("sqlgate_gatekeeper_requests_total{endpoint=\"query\",role=\"read\",status=\"200\"}"), "{text}");
-    let text = s.http.get(format!("{}/metrics", s.proxy_url)).send().await.unwrap().text().await.unwrap();
+    let r = s
+        .http
+        .get(format!("{}/metrics", s.gatekeeper_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status().as_u16(),
+        404,
+        "no metrics on the public listener"
+    );
+    let text = s
+        .http
+        .get(format!("{}/metrics", s.admin_url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains(
+            "sqlgate_gatekeeper_requests_total{endpoint=\"query\",role=\"read\",status=\"200\"}"
+        ),
+        "{text}"
+    );
+    let text = s
+        .http
+        .get(format!("{}/metrics", s.proxy_url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     for want in [
         "sqlgate_proxy_requests_total{endpoint=\"query\",node=\"worker-",
         "sqlgate_proxy_request_duration_seconds_bucket",
@@ -410,10 +616,19 @@ async fn ready_reports_every_node() {
             assert_eq!(n["lag_seconds"], 0, "{n}");
         }
     }
-    let r = s.http.get(format!("{}/ready", s.gatekeeper_url)).send().await.unwrap();
+    let r = s
+        .http
+        .get(format!("{}/ready", s.gatekeeper_url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 200);
     let b: Value = r.json().await.unwrap();
-    assert_eq!(b, json!({"ready": true}), "the public /ready reveals no topology");
+    assert_eq!(
+        b,
+        json!({"ready": true}),
+        "the public /ready reveals no topology"
+    );
 }
 
 #[tokio::test]
@@ -421,14 +636,25 @@ async fn proxy_down_or_slow_gives_503_or_504_quickly() {
     let cluster = Cluster::shared();
     // Nothing listens on this port: connection refused.
     let dead = format!("http://127.0.0.1:{}", sqlgate_testkit::free_port());
-    let s = Stack::start(cluster, Options { proxy_url_override: Some(dead), ..Options::default() })
-        .await
-        .unwrap();
+    let s = Stack::start(
+        cluster,
+        Options {
+            proxy_url_override: Some(dead),
+            ..Options::default()
+        },
+    )
+    .await
+    .unwrap();
     let started = std::time::Instant::now();
     let (st, body) = s.query(&s.keys.read, json!({"sql": "SELECT 1"})).await;
     assert_eq!((st, code(&body)), (503, "unavailable"), "{body}");
     assert!(started.elapsed() < Duration::from_secs(5), "503 quickly");
-    let r = s.http.get(format!("{}/ready", s.gatekeeper_url)).send().await.unwrap();
+    let r = s
+        .http
+        .get(format!("{}/ready", s.gatekeeper_url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 503, "not ready without a proxy");
 
     // A listener that accepts and never answers: the gatekeeper times out.

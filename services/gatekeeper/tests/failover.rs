@@ -6,8 +6,11 @@ use sqlgate_testkit::{Cluster, Options, Stack};
 use std::time::{Duration, Instant};
 
 async fn read(s: &Stack, mode: &str) -> (u16, Value) {
-    s.query(&s.keys.read, json!({"sql": "SELECT COUNT(*) FROM sakila.actor", "mode": mode}))
-        .await
+    s.query(
+        &s.keys.read,
+        json!({"sql": "SELECT COUNT(*) FROM sakila.actor", "mode": mode}),
+    )
+    .await
 }
 
 /// Polls the proxy's `/ready` until `node` has `eligible == want`.
@@ -25,7 +28,10 @@ async fn wait_eligible(s: &Stack, node: &str, want: bool) -> Value {
         if n["eligible"] == want {
             return n;
         }
-        assert!(Instant::now() < deadline, "{node} never became eligible={want}: {r}");
+        assert!(
+            Instant::now() < deadline,
+            "{node} never became eligible={want}: {r}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -49,7 +55,10 @@ async fn node_failures() {
         for i in 0..12 {
             let (st, body) = read(&s, "random").await;
             assert_eq!(st, 200, "read {i} after worker-2 stopped: {body}");
-            assert_eq!(body["node"], "worker-1", "read {i} served by the survivor: {body}");
+            assert_eq!(
+                body["node"], "worker-1",
+                "read {i} served by the survivor: {body}"
+            );
         }
         cluster.restart_stopped().unwrap();
     }
@@ -69,17 +78,24 @@ async fn node_failures() {
 
     // 3. The other worker's replication SQL thread stops: no worker is eligible, reads fall
     // back to the manager and say why.
-    cluster.root_sql("worker-1", "STOP SLAVE SQL_THREAD").unwrap();
+    cluster
+        .root_sql("worker-1", "STOP SLAVE SQL_THREAD")
+        .unwrap();
     let n = wait_eligible(&s, "worker-1", false).await;
     assert!(n["reason"].as_str().unwrap().contains("SQL thread"), "{n}");
     let (st, body) = read(&s, "random").await;
     assert_eq!(st, 200, "{body}");
     assert_eq!(body["node"], "manager", "{body}");
     let why = body["fallback"].as_str().unwrap_or_default();
-    assert!(why.contains("worker-1") && why.contains("worker-2"), "fallback says why: {body}");
+    assert!(
+        why.contains("worker-1") && why.contains("worker-2"),
+        "fallback says why: {body}"
+    );
 
     // 4. Everything comes back.
-    cluster.root_sql("worker-1", "START SLAVE SQL_THREAD").unwrap();
+    cluster
+        .root_sql("worker-1", "START SLAVE SQL_THREAD")
+        .unwrap();
     cluster.restart_stopped().unwrap();
     wait_eligible(&s, "worker-1", true).await;
     wait_eligible(&s, "worker-2", true).await;
@@ -89,35 +105,64 @@ async fn node_failures() {
     // 5. The manager stops: writes fail with 503 (never retried elsewhere), the proxy is not
     // ready, and reads still work from the workers.
     let t = "sqlgate.failover_t";
-    let (st, body) = s.query(&s.keys.admin, json!({"sql": format!("CREATE TABLE {t} (id INT PRIMARY KEY)")})).await;
+    let (st, body) = s
+        .query(
+            &s.keys.admin,
+            json!({"sql": format!("CREATE TABLE {t} (id INT PRIMARY KEY)")}),
+        )
+        .await;
     assert_eq!(st, 200, "{body}");
     cluster.wait_replicated().unwrap();
     cluster.stop_node("manager").unwrap();
     let (st, body) = s
-        .query(&s.keys.write, json!({"sql": format!("INSERT INTO {t} VALUES (1)")}))
+        .query(
+            &s.keys.write,
+            json!({"sql": format!("INSERT INTO {t} VALUES (1)")}),
+        )
         .await;
     assert_eq!(st, 503, "write with the manager down: {body}");
     assert_eq!(body["error"]["code"], "unavailable");
     wait_eligible(&s, "manager", false).await;
-    let r = s.http.get(format!("{}/ready", s.proxy_url)).send().await.unwrap();
-    assert_eq!(r.status().as_u16(), 503, "proxy not ready without a manager");
+    let r = s
+        .http
+        .get(format!("{}/ready", s.proxy_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status().as_u16(),
+        503,
+        "proxy not ready without a manager"
+    );
     // Once the workers notice (IO thread reconnecting), reads are served as possibly stale.
     wait_eligible(&s, "worker-1", false).await;
     for _ in 0..5 {
         let (st, body) = read(&s, "random").await;
         assert_eq!((st, body["role"].as_str()), (200, Some("worker")), "{body}");
         let why = body["fallback"].as_str().unwrap_or_default();
-        assert!(why.contains("manager unreachable"), "flagged as stale: {body}");
+        assert!(
+            why.contains("manager unreachable"),
+            "flagged as stale: {body}"
+        );
     }
     cluster.restart_stopped().unwrap();
     wait_eligible(&s, "manager", true).await;
     let (st, body) = s
-        .query(&s.keys.write, json!({"sql": format!("INSERT INTO {t} VALUES (1)")}))
+        .query(
+            &s.keys.write,
+            json!({"sql": format!("INSERT INTO {t} VALUES (1)")}),
+        )
         .await;
     assert_eq!(st, 200, "writes work again: {body}");
     cluster.wait_replicated().unwrap();
     for node in ["manager", "worker-1", "worker-2"] {
-        let n = cluster.scalar(node, &format!("SELECT COUNT(*) FROM {t}")).unwrap();
-        assert_eq!(n.as_deref(), Some("1"), "exactly one row on {node}: the failed write was not applied");
+        let n = cluster
+            .scalar(node, &format!("SELECT COUNT(*) FROM {t}"))
+            .unwrap();
+        assert_eq!(
+            n.as_deref(),
+            Some("1"),
+            "exactly one row on {node}: the failed write was not applied"
+        );
     }
 }

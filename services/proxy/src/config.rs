@@ -104,10 +104,15 @@ impl Config {
         let listen = get_or(env, LISTEN, "127.0.0.1:5000".parse().expect("valid"))?;
         let token = required_secret(env, TOKEN)?;
         if token.expose().len() < 16 {
-            return Err(ConfigError(format!("{TOKEN} must be at least 16 characters")));
+            return Err(ConfigError(format!(
+                "{TOKEN} must be at least 16 characters"
+            )));
         }
-        let manager = NodeAddr::parse(&get_or(env, MANAGER, "127.0.0.1:3307".to_string())?, "manager")
-            .map_err(|e| ConfigError(format!("{MANAGER}: {e}")))?;
+        let manager = NodeAddr::parse(
+            &get_or(env, MANAGER, "127.0.0.1:3307".to_string())?,
+            "manager",
+        )
+        .map_err(|e| ConfigError(format!("{MANAGER}: {e}")))?;
         let workers_raw = get_or(env, WORKERS, "127.0.0.1:3308,127.0.0.1:3309".to_string())?;
         let workers = workers_raw
             .split(',')
@@ -220,7 +225,10 @@ mod tests {
     #[test]
     fn node_addresses() {
         let a = NodeAddr::parse("replica-a=10.0.1.5:3306", "x").unwrap();
-        assert_eq!((a.name.as_str(), a.host.as_str(), a.port), ("replica-a", "10.0.1.5", 3306));
+        assert_eq!(
+            (a.name.as_str(), a.host.as_str(), a.port),
+            ("replica-a", "10.0.1.5", 3306)
+        );
         let b = NodeAddr::parse("[::1]:3306", "w").unwrap();
         assert_eq!((b.name.as_str(), b.host.as_str()), ("w", "::1"));
         assert!(NodeAddr::parse(":3306", "w").is_err());

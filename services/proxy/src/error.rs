@@ -56,10 +56,16 @@ impl ProxyError {
             ProxyError::Exec(ExecError::TooLarge(m)) => ApiError::new(ErrorCode::ResultTooLarge, m),
             ProxyError::Exec(ExecError::Connection(m)) => {
                 if m.to_ascii_lowercase().contains("timed out") {
-                    ApiError::new(ErrorCode::Timeout, format!("database did not answer in time: {m}"))
+                    ApiError::new(
+                        ErrorCode::Timeout,
+                        format!("database did not answer in time: {m}"),
+                    )
                 } else {
-                    ApiError::new(ErrorCode::Unavailable, format!("database connection failed: {m}"))
-                        .with_retry_after(1)
+                    ApiError::new(
+                        ErrorCode::Unavailable,
+                        format!("database connection failed: {m}"),
+                    )
+                    .with_retry_after(1)
                 }
             }
             e @ ProxyError::NodeUnavailable { .. } => {

@@ -119,7 +119,7 @@ fn collect<P: Protocol>(
                 type_name: type_name(c.column_type(), c.character_set()),
             })
             .collect();
-        while let Some(row) = set.next() {
+        for row in set.by_ref() {
             let row = row?;
             if out.rows.len() >= limits.max_rows {
                 return Err(ExecError::TooLarge(format!(
@@ -244,9 +244,9 @@ fn from_text(b: Vec<u8>, t: T, charset: u16) -> Json {
         | T::MYSQL_TYPE_YEAR => text()
             .parse::<i128>()
             .map_or_else(|_| Json::String(text()), int_value),
-        T::MYSQL_TYPE_FLOAT | T::MYSQL_TYPE_DOUBLE => {
-            text().parse::<f64>().map_or_else(|_| Json::String(text()), float)
-        }
+        T::MYSQL_TYPE_FLOAT | T::MYSQL_TYPE_DOUBLE => text()
+            .parse::<f64>()
+            .map_or_else(|_| Json::String(text()), float),
         T::MYSQL_TYPE_DECIMAL | T::MYSQL_TYPE_NEWDECIMAL => Json::String(text()),
         T::MYSQL_TYPE_DATETIME
         | T::MYSQL_TYPE_DATETIME2
@@ -275,29 +275,141 @@ mod tests {
     fn values_convert_as_documented() {
         let utf8 = 33;
         let cases: Vec<(V, T, u16, Json, &str)> = vec![
-            (V::Date(2006, 2, 15, 1, 2, 3, 250_000), T::MYSQL_TYPE_DATETIME, 3, Json::from("2006-02-15T01:02:03.250"), "DATETIME(3) keeps 3 digits"),
+            (
+                V::Date(2006, 2, 15, 1, 2, 3, 250_000),
+                T::MYSQL_TYPE_DATETIME,
+                3,
+                Json::from("2006-02-15T01:02:03.250"),
+                "DATETIME(3) keeps 3 digits",
+            ),
             (V::NULL, T::MYSQL_TYPE_LONG, utf8, Json::Null, "null"),
-            (V::Bytes(b"42".to_vec()), T::MYSQL_TYPE_LONG, 63, Json::from(42), "text int"),
-            (V::Bytes(b"-7".to_vec()), T::MYSQL_TYPE_TINY, 63, Json::from(-7), "text negative"),
-            (V::Bytes(b"18446744073709551615".to_vec()), T::MYSQL_TYPE_LONGLONG, 63, Json::from("18446744073709551615"), "u64 max as string"),
-            (V::Int(9007199254740993), T::MYSQL_TYPE_LONGLONG, 63, Json::from("9007199254740993"), "binary int past 2^53"),
-            (V::UInt(5), T::MYSQL_TYPE_LONGLONG, 63, Json::from(5), "binary uint"),
-            (V::Bytes(b"12.50".to_vec()), T::MYSQL_TYPE_NEWDECIMAL, 63, Json::from("12.50"), "decimal as string"),
-            (V::Bytes(b"1.5".to_vec()), T::MYSQL_TYPE_DOUBLE, 63, Json::from(1.5), "text double"),
-            (V::Double(2.25), T::MYSQL_TYPE_DOUBLE, 63, Json::from(2.25), "binary double"),
-            (V::Bytes(b"2006-02-15 04:34:33".to_vec()), T::MYSQL_TYPE_TIMESTAMP, 63, Json::from("2006-02-15T04:34:33"), "text timestamp"),
-            (V::Bytes(b"2006-02-15".to_vec()), T::MYSQL_TYPE_DATE, 63, Json::from("2006-02-15"), "text date"),
-            (V::Date(2006, 2, 15, 4, 34, 33, 0), T::MYSQL_TYPE_DATETIME, 63, Json::from("2006-02-15T04:34:33"), "binary datetime"),
-            (V::Date(2006, 2, 15, 0, 0, 0, 0), T::MYSQL_TYPE_DATE, 63, Json::from("2006-02-15"), "binary date"),
-            (V::Date(2006, 2, 15, 1, 2, 3, 500), T::MYSQL_TYPE_DATETIME, 6, Json::from("2006-02-15T01:02:03.000500"), "fractional seconds"),
-            (V::Time(true, 1, 2, 3, 4, 0), T::MYSQL_TYPE_TIME, 63, Json::from("-26:03:04"), "negative time"),
-            (V::Bytes(b"ALICE".to_vec()), T::MYSQL_TYPE_VAR_STRING, utf8, Json::from("ALICE"), "text string"),
-            (V::Bytes(vec![0, 255, 1]), T::MYSQL_TYPE_BLOB, 63, Json::from("AP8B"), "binary as base64"),
-            (V::Bytes(vec![1]), T::MYSQL_TYPE_BIT, 63, Json::from(1), "bit"),
+            (
+                V::Bytes(b"42".to_vec()),
+                T::MYSQL_TYPE_LONG,
+                63,
+                Json::from(42),
+                "text int",
+            ),
+            (
+                V::Bytes(b"-7".to_vec()),
+                T::MYSQL_TYPE_TINY,
+                63,
+                Json::from(-7),
+                "text negative",
+            ),
+            (
+                V::Bytes(b"18446744073709551615".to_vec()),
+                T::MYSQL_TYPE_LONGLONG,
+                63,
+                Json::from("18446744073709551615"),
+                "u64 max as string",
+            ),
+            (
+                V::Int(9007199254740993),
+                T::MYSQL_TYPE_LONGLONG,
+                63,
+                Json::from("9007199254740993"),
+                "binary int past 2^53",
+            ),
+            (
+                V::UInt(5),
+                T::MYSQL_TYPE_LONGLONG,
+                63,
+                Json::from(5),
+                "binary uint",
+            ),
+            (
+                V::Bytes(b"12.50".to_vec()),
+                T::MYSQL_TYPE_NEWDECIMAL,
+                63,
+                Json::from("12.50"),
+                "decimal as string",
+            ),
+            (
+                V::Bytes(b"1.5".to_vec()),
+                T::MYSQL_TYPE_DOUBLE,
+                63,
+                Json::from(1.5),
+                "text double",
+            ),
+            (
+                V::Double(2.25),
+                T::MYSQL_TYPE_DOUBLE,
+                63,
+                Json::from(2.25),
+                "binary double",
+            ),
+            (
+                V::Bytes(b"2006-02-15 04:34:33".to_vec()),
+                T::MYSQL_TYPE_TIMESTAMP,
+                63,
+                Json::from("2006-02-15T04:34:33"),
+                "text timestamp",
+            ),
+            (
+                V::Bytes(b"2006-02-15".to_vec()),
+                T::MYSQL_TYPE_DATE,
+                63,
+                Json::from("2006-02-15"),
+                "text date",
+            ),
+            (
+                V::Date(2006, 2, 15, 4, 34, 33, 0),
+                T::MYSQL_TYPE_DATETIME,
+                63,
+                Json::from("2006-02-15T04:34:33"),
+                "binary datetime",
+            ),
+            (
+                V::Date(2006, 2, 15, 0, 0, 0, 0),
+                T::MYSQL_TYPE_DATE,
+                63,
+                Json::from("2006-02-15"),
+                "binary date",
+            ),
+            (
+                V::Date(2006, 2, 15, 1, 2, 3, 500),
+                T::MYSQL_TYPE_DATETIME,
+                6,
+                Json::from("2006-02-15T01:02:03.000500"),
+                "fractional seconds",
+            ),
+            (
+                V::Time(true, 1, 2, 3, 4, 0),
+                T::MYSQL_TYPE_TIME,
+                63,
+                Json::from("-26:03:04"),
+                "negative time",
+            ),
+            (
+                V::Bytes(b"ALICE".to_vec()),
+                T::MYSQL_TYPE_VAR_STRING,
+                utf8,
+                Json::from("ALICE"),
+                "text string",
+            ),
+            (
+                V::Bytes(vec![0, 255, 1]),
+                T::MYSQL_TYPE_BLOB,
+                63,
+                Json::from("AP8B"),
+                "binary as base64",
+            ),
+            (
+                V::Bytes(vec![1]),
+                T::MYSQL_TYPE_BIT,
+                63,
+                Json::from(1),
+                "bit",
+            ),
         ];
         for (v, t, cs, want, what) in cases {
             // In these cases the third field is the charset for strings, the precision for times.
-            let decimals = if matches!(t, T::MYSQL_TYPE_DATETIME | T::MYSQL_TYPE_TIME) { cs as u8 } else { 0 };
+            let decimals = if matches!(t, T::MYSQL_TYPE_DATETIME | T::MYSQL_TYPE_TIME) {
+                cs as u8
+            } else {
+                0
+            };
             assert_eq!(to_json(v, t, cs, decimals), want, "{what}");
         }
     }
@@ -314,11 +426,27 @@ mod tests {
 
     #[test]
     fn params_bind_as_typed_values() {
-        let p = bind(&[Json::Null, Json::from(true), Json::from(-3), Json::from(u64::MAX), Json::from(1.5), Json::from("x'; DROP")]);
-        let Params::Positional(v) = p else { panic!("positional") };
+        let p = bind(&[
+            Json::Null,
+            Json::from(true),
+            Json::from(-3),
+            Json::from(u64::MAX),
+            Json::from(1.5),
+            Json::from("x'; DROP"),
+        ]);
+        let Params::Positional(v) = p else {
+            panic!("positional")
+        };
         assert_eq!(
             v,
-            vec![V::NULL, V::Int(1), V::Int(-3), V::UInt(u64::MAX), V::Double(1.5), V::Bytes(b"x'; DROP".to_vec())]
+            vec![
+                V::NULL,
+                V::Int(1),
+                V::Int(-3),
+                V::UInt(u64::MAX),
+                V::Double(1.5),
+                V::Bytes(b"x'; DROP".to_vec())
+            ]
         );
     }
 }

@@ -61,13 +61,41 @@ impl Default for Metrics {
         let lag = Family::<NodeLabels, Gauge>::default();
         let rtt = Family::<NodeLabels, Gauge<f64, AtomicU64>>::default();
         let in_flight = Family::<NodeLabels, Gauge>::default();
-        registry.register("requests", "Requests by node, kind, mode and outcome", requests.clone());
-        registry.register("request_duration_seconds", "Time to answer a request", duration.clone());
-        registry.register("pool_connections", "Pooled connections by state", pool.clone());
-        registry.register("node_eligible", "1 when the node may serve its role", eligible.clone());
-        registry.register("node_replication_lag_seconds", "Replica lag seen by the monitor", lag.clone());
-        registry.register("node_rtt_seconds", "Smoothed round-trip time to the node", rtt.clone());
-        registry.register("node_in_flight", "Statements executing on the node", in_flight.clone());
+        registry.register(
+            "requests",
+            "Requests by node, kind, mode and outcome",
+            requests.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Time to answer a request",
+            duration.clone(),
+        );
+        registry.register(
+            "pool_connections",
+            "Pooled connections by state",
+            pool.clone(),
+        );
+        registry.register(
+            "node_eligible",
+            "1 when the node may serve its role",
+            eligible.clone(),
+        );
+        registry.register(
+            "node_replication_lag_seconds",
+            "Replica lag seen by the monitor",
+            lag.clone(),
+        );
+        registry.register(
+            "node_rtt_seconds",
+            "Smoothed round-trip time to the node",
+            rtt.clone(),
+        );
+        registry.register(
+            "node_in_flight",
+            "Statements executing on the node",
+            in_flight.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -90,7 +118,9 @@ impl Metrics {
                 role: node.role.as_str(),
             };
             let h = node.health();
-            self.eligible.get_or_create(&labels).set(i64::from(h.eligible));
+            self.eligible
+                .get_or_create(&labels)
+                .set(i64::from(h.eligible));
             if let Some(lag) = h.lag_seconds {
                 self.lag.get_or_create(&labels).set(lag as i64);
             }

@@ -63,7 +63,10 @@ impl Node {
     }
 
     pub fn health(&self) -> Health {
-        self.health.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.health
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn update_health(&self, f: impl FnOnce(&mut Health)) {
@@ -108,7 +111,8 @@ impl Cluster {
                 // The server-side limit fires first; the socket timeout catches a dead peer.
                 config.statement_timeout + Duration::from_secs(2),
             );
-            let manager = pool::Manager::new(opts, config.statement_timeout, config.limits.max_rows);
+            let manager =
+                pool::Manager::new(opts, config.statement_timeout, config.limits.max_rows);
             Arc::new(Node {
                 addr: addr.clone(),
                 role,

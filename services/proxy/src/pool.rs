@@ -110,7 +110,10 @@ impl r2d2::ManageConnection for Manager {
         let flavor = Flavor::from_version(&version);
         conn.query_drop(flavor.statement_timeout_sql(self.statement_timeout))?;
         // The server stops sending rows past the limit, so an oversized result costs little.
-        conn.query_drop(format!("SET SESSION sql_select_limit = {}", self.select_limit))?;
+        conn.query_drop(format!(
+            "SET SESSION sql_select_limit = {}",
+            self.select_limit
+        ))?;
         Ok(PooledConn {
             conn,
             flavor,

@@ -23,7 +23,10 @@ pub fn ewma(prev: Option<f64>, sample_us: f64) -> f64 {
 fn icmp_client(ip: IpAddr) -> Option<Client> {
     let kind = if ip.is_ipv4() { ICMP::V4 } else { ICMP::V6 };
     for sock_type in [socket2::Type::DGRAM, socket2::Type::RAW] {
-        let config = PingConfig::builder().kind(kind).sock_type_hint(sock_type).build();
+        let config = PingConfig::builder()
+            .kind(kind)
+            .sock_type_hint(sock_type)
+            .build();
         if let Ok(c) = Client::new(&config) {
             return Some(c);
         }

@@ -35,7 +35,11 @@ pub fn choose(
     let picked = match mode {
         Mode::Direct => unreachable!("handled above"),
         Mode::Random => eligible.choose(&mut rand::rng()).copied(),
-        Mode::Ping => pick_lowest(&eligible, |n| n.health().rtt_us, ping_tolerance.as_secs_f64() * 1e6),
+        Mode::Ping => pick_lowest(
+            &eligible,
+            |n| n.health().rtt_us,
+            ping_tolerance.as_secs_f64() * 1e6,
+        ),
         Mode::LeastBusy => pick_lowest(&eligible, |n| Some(n.in_flight() as f64), 0.0),
     };
     if let Some(node) = picked {

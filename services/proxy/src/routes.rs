@@ -91,7 +91,10 @@ fn finish<T: serde::Serialize>(
         .observe(elapsed.as_secs_f64());
     let mut response = match result {
         Ok(body) => HttpResponse::Ok().json(body),
-        Err(e) => e.into_api().with_request_id(&ctx.request_id).error_response(),
+        Err(e) => e
+            .into_api()
+            .with_request_id(&ctx.request_id)
+            .error_response(),
     };
     if let Some(node) = ctx.node.as_deref() {
         if let Ok(v) = actix_web::http::header::HeaderValue::from_str(node) {
@@ -197,13 +200,23 @@ async fn handle_query(
     let tolerance = state.config.ping_tolerance;
     let mut choice = route::choose(&state.cluster, stmt.route(), mode, tolerance, None);
     ctx.node = Some(choice.node.name().to_string());
-    let mut result = run_on(state, choice.node.clone(), body.sql.clone(), body.params.clone()).await;
+    let mut result = run_on(
+        state,
+        choice.node.clone(),
+        body.sql.clone(),
+        body.params.clone(),
+    )
+    .await;
     if stmt.route() == Route::Read && result.as_ref().is_err_and(ProxyError::retryable_read) {
         let failed = choice.node.name().to_string();
         log::warn!(
             "Read failed before executing, retrying request_id={} node={failed} error={:?}",
             ctx.request_id,
-            result.as_ref().err().map(|e| e.to_string()).unwrap_or_default()
+            result
+                .as_ref()
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
         );
         // Direct mode's manager failed: there is no other node to read from.
         if mode != Mode::Direct {
@@ -282,9 +295,12 @@ async fn handle_transaction(
             let mut results = Vec::with_capacity(body.statements.len());
             for (i, s) in body.statements.iter().enumerate() {
                 // On error `tx` drops here and rolls back.
-                results.push(execute::run(&mut tx, &s.sql, &s.params, &limits).map_err(|e| (Some(i), e))?);
+                results.push(
+                    execute::run(&mut tx, &s.sql, &s.params, &limits).map_err(|e| (Some(i), e))?,
+                );
             }
-            tx.commit().map_err(|e| (None, execute::ExecError::from(e)))?;
+            tx.commit()
+                .map_err(|e| (None, execute::ExecError::from(e)))?;
             Ok(results)
         })();
         conn.touch();

@@ -225,11 +225,7 @@ pub async fn method_not_allowed(req: actix_web::HttpRequest) -> HttpResponse {
 }
 
 /// Registers `path` for one method, answering other methods with a JSON 405.
-pub fn route(
-    cfg: &mut actix_web::web::ServiceConfig,
-    path: &str,
-    route: actix_web::Route,
-) {
+pub fn route(cfg: &mut actix_web::web::ServiceConfig, path: &str, route: actix_web::Route) {
     cfg.service(
         actix_web::web::resource(path)
             .route(route)

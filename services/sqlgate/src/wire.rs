@@ -186,9 +186,21 @@ mod tests {
     fn query_request_shapes() {
         let cases: &[(&str, bool, &str)] = &[
             (r#"{"sql":"SELECT 1"}"#, true, "minimal body"),
-            (r#"{"sql":"SELECT ?","params":[1,"a",null,true,1.5]}"#, true, "scalar params"),
-            (r#"{"sql":"SELECT 1","mode":"ping","request_id":"abc"}"#, true, "mode and id"),
-            (r#"{"sql":"SELECT 1","mode":"fastest"}"#, false, "unknown mode"),
+            (
+                r#"{"sql":"SELECT ?","params":[1,"a",null,true,1.5]}"#,
+                true,
+                "scalar params",
+            ),
+            (
+                r#"{"sql":"SELECT 1","mode":"ping","request_id":"abc"}"#,
+                true,
+                "mode and id",
+            ),
+            (
+                r#"{"sql":"SELECT 1","mode":"fastest"}"#,
+                false,
+                "unknown mode",
+            ),
             (r#"{"sql":1}"#, false, "sql not a string"),
             (r#"{"query":"SELECT 1"}"#, false, "missing sql"),
             (r#"{"sql":"SELECT 1","extra":1}"#, false, "unknown field"),
@@ -229,8 +241,14 @@ mod tests {
         assert_eq!(int_value(-7), Value::from(-7));
         assert_eq!(int_value(1 << 53), Value::from(1u64 << 53));
         assert_eq!(int_value((1 << 53) + 1), Value::from("9007199254740993"));
-        assert_eq!(int_value(u64::MAX as i128), Value::from("18446744073709551615"));
-        assert_eq!(int_value(i64::MIN as i128), Value::from("-9223372036854775808"));
+        assert_eq!(
+            int_value(u64::MAX as i128),
+            Value::from("18446744073709551615")
+        );
+        assert_eq!(
+            int_value(i64::MIN as i128),
+            Value::from("-9223372036854775808")
+        );
     }
 
     #[test]

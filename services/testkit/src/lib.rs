@@ -80,6 +80,7 @@ impl Cluster {
             .env("SQLGATE_MANAGER_PORT", self.manager_port.to_string())
             .env("SQLGATE_WORKER_PORTS", ports.join(" "))
             .env("SQLGATE_WATCH_PID", std::process::id().to_string())
+            .env("SQLGATE_WATCH_CLEANUP", "1")
             .output()
             .context("run local/cluster.sh")?;
         if !out.status.success() {
@@ -207,7 +208,10 @@ impl Stack {
             .collect();
         let mut penv: HashMap<String, String> = [
             ("PROXY_TOKEN", token.clone()),
-            ("PROXY_MANAGER", format!("127.0.0.1:{}", cluster.manager_port)),
+            (
+                "PROXY_MANAGER",
+                format!("127.0.0.1:{}", cluster.manager_port),
+            ),
             ("PROXY_WORKERS", workers.join(",")),
             ("PROXY_DB_PASSWORD", cluster.secret("APP_PASSWORD")),
             ("PROXY_MONITOR_PASSWORD", cluster.secret("MONITOR_PASSWORD")),
@@ -228,15 +232,14 @@ impl Stack {
 
         let keys_dir = tempfile::tempdir()?;
         let mk = |role| gatekeeper::auth::generate(role, None).map_err(|e| anyhow::anyhow!(e));
-        let (r, w, a) = (
-            mk(Role::Read)?,
-            mk(Role::Write)?,
-            mk(Role::Admin)?,
-        );
+        let (r, w, a) = (mk(Role::Read)?, mk(Role::Write)?, mk(Role::Admin)?);
         let keys_file = keys_dir.path().join("keys");
         std::fs::write(&keys_file, format!("{}\n{}\n{}\n", r.line, w.line, a.line))?;
         let mut genv: HashMap<String, String> = [
-            ("GATEKEEPER_PROXY_URL", opts.proxy_url_override.clone().unwrap_or(proxy_url.clone())),
+            (
+                "GATEKEEPER_PROXY_URL",
+                opts.proxy_url_override.clone().unwrap_or(proxy_url.clone()),
+            ),
             ("GATEKEEPER_PROXY_TOKEN", token.clone()),
             ("GATEKEEPER_KEYS_FILE", keys_file.display().to_string()),
             ("GATEKEEPER_HTTP_WORKERS", "2".to_string()),
@@ -245,7 +248,8 @@ impl Stack {
         .map(|(k, v)| (k.to_string(), v))
         .collect();
         genv.extend(opts.gatekeeper_env.iter().cloned());
-        let gconfig = gatekeeper::config::Config::from_env(&genv).map_err(|e| anyhow::anyhow!(e))?;
+        let gconfig =
+            gatekeeper::config::Config::from_env(&genv).map_err(|e| anyhow::anyhow!(e))?;
         let gapp = gatekeeper::Application::with_listeners(
             gconfig,
             TcpListener::bind("127.0.0.1:0")?,
@@ -256,10 +260,11 @@ impl Stack {
         let ghandles = gapp.handles();
         tokio::spawn(gapp.run_until_stopped());
 
+        // `stop` sends the command at once; the returned future only awaits completion.
         let stop = Box::new(move || {
-            let _ = phandle.stop(false);
+            drop(phandle.stop(false));
             for h in &ghandles {
-                let _ = h.stop(false);
+                drop(h.stop(false));
             }
         });
         let stack = Stack {
@@ -288,7 +293,12 @@ impl Stack {
     pub async fn wait_ready(&self, within: Duration) -> anyhow::Result<()> {
         let deadline = Instant::now() + within;
         loop {
-            if let Ok(r) = self.http.get(format!("{}/ready", self.proxy_url)).send().await {
+            if let Ok(r) = self
+                .http
+                .get(format!("{}/ready", self.proxy_url))
+                .send()
+                .await
+            {
                 if let Ok(v) = r.json::<Value>().await {
                     let all_checked = v["nodes"]
                         .as_array()
@@ -317,7 +327,10 @@ impl Stack {
         let resp = req.send().await.expect("gatekeeper answers");
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap_or_default();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     /// `POST /query` with `key`.

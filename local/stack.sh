@@ -1,0 +1,168 @@
+#!/usr/bin/env bash
+# The whole local system: cluster (local/cluster.sh), proxy and gatekeeper in the background.
+#
+#   local/stack.sh up|down|status
+#
+# Expects release binaries in target/release (`make up` builds them). State under .local/:
+# keys/ (API keys, mode 0600), run/ (pids, logs), proxy.env and gatekeeper.env (mode 0600).
+# Ports: SQLGATE_GATEKEEPER_PORT (8080), SQLGATE_ADMIN_PORT (9090), SQLGATE_PROXY_PORT (5000),
+# and the cluster's (see local/cluster.sh).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+export SQLGATE_LOCAL_DIR=${SQLGATE_LOCAL_DIR:-$ROOT/.local}
+DIR=$SQLGATE_LOCAL_DIR
+BIN=${SQLGATE_BIN_DIR:-$ROOT/target/release}
+GK_PORT=${SQLGATE_GATEKEEPER_PORT:-8080}
+ADMIN_PORT=${SQLGATE_ADMIN_PORT:-9090}
+PROXY_PORT=${SQLGATE_PROXY_PORT:-5000}
+MANAGER_PORT=${SQLGATE_MANAGER_PORT:-3307}
+read -r -a WORKER_PORTS <<<"${SQLGATE_WORKER_PORTS:-3308 3309}"
+RUN=$DIR/run
+KEYS=$DIR/keys
+
+log() { printf 'stack: %s\n' "$*" >&2; }
+die() { printf 'stack: error: %s\n' "$*" >&2; exit 1; }
+
+pid_of() {
+  local f=$RUN/$1.pid pid
+  [ -s "$f" ] || return 1
+  pid=$(cat "$f")
+  kill -0 "$pid" 2>/dev/null || return 1
+  [ "$(readlink -f "/proc/$pid/exe" 2>/dev/null)" = "$(readlink -f "$BIN/$1")" ] || return 1
+  echo "$pid"
+}
+
+write_env_files() {
+  # shellcheck disable=SC1091
+  . "$DIR/secrets.env"
+  local workers="" p
+  for p in "${WORKER_PORTS[@]}"; do workers="${workers:+$workers,}127.0.0.1:$p"; done
+  ( umask 077
+    cat >"$DIR/proxy.env" <<EOF
+PROXY_LISTEN=127.0.0.1:$PROXY_PORT
+PROXY_TOKEN=$PROXY_TOKEN
+PROXY_MANAGER=127.0.0.1:$MANAGER_PORT
+PROXY_WORKERS=$workers
+PROXY_DB_USER=sqlgate_app
+PROXY_DB_PASSWORD=$APP_PASSWORD
+PROXY_MONITOR_USER=sqlgate_monitor
+PROXY_MONITOR_PASSWORD=$MONITOR_PASSWORD
+PROXY_DEFAULT_MODE=${PROXY_DEFAULT_MODE:-random}
+RUST_LOG=${RUST_LOG:-info}
+EOF
+    cat >"$DIR/gatekeeper.env" <<EOF
+GATEKEEPER_LISTEN=127.0.0.1:$GK_PORT
+GATEKEEPER_ADMIN_LISTEN=127.0.0.1:$ADMIN_PORT
+GATEKEEPER_PROXY_URL=http://127.0.0.1:$PROXY_PORT
+GATEKEEPER_PROXY_TOKEN=$PROXY_TOKEN
+GATEKEEPER_KEYS_FILE=$KEYS/keys.txt
+RUST_LOG=${RUST_LOG:-info}
+EOF
+  )
+}
+
+# One API key per role, generated once; the keys file holds only their hashes.
+ensure_keys() {
+  mkdir -p "$KEYS"
+  chmod 700 "$KEYS"
+  local role out
+  for role in read write admin; do
+    [ -s "$KEYS/$role" ] && grep -q "^${role}:" "$KEYS/ids" 2>/dev/null && continue
+    out=$("$BIN/gatekeeper" keygen --role "$role" | grep -v '^#')
+    ( umask 077
+      sed -n 1p <<<"$out" >"$KEYS/$role"
+      sed -i "/^${role}:/d" "$KEYS/ids" 2>/dev/null || true
+      echo "$role:$(sed -n 2p <<<"$out")" >>"$KEYS/ids" )
+    log "created the $role API key in $KEYS/$role"
+  done
+  ( umask 077; cut -d: -f2- "$KEYS/ids" >"$KEYS/keys.txt" )
+}
+
+start_service() {
+  local name=$1 envfile=$2
+  if pid_of "$name" >/dev/null; then
+    log "$name already running (pid $(pid_of "$name"))"
+    return 0
+  fi
+  mkdir -p "$RUN"
+  # Secrets reach the process through its environment, never its command line.
+  ( set -a; . "$envfile"; set +a
+    exec "$BIN/$name" </dev/null >>"$RUN/$name.log" 2>&1 ) &
+  echo $! >"$RUN/$name.pid"
+  log "started $name (pid $!), log $RUN/$name.log"
+}
+
+wait_ready() {
+  local i
+  for i in $(seq 1 120); do
+    if curl -fsS "http://127.0.0.1:$GK_PORT/ready" >/dev/null 2>&1; then return 0; fi
+    for s in proxy gatekeeper; do
+      pid_of "$s" >/dev/null || { tail -n 20 "$RUN/$s.log" >&2; die "$s exited; see $RUN/$s.log"; }
+    done
+    sleep 0.5
+  done
+  die "the gatekeeper did not become ready in 60 s; see $RUN/*.log and local/stack.sh status"
+}
+
+cmd_up() {
+  [ -x "$BIN/proxy" ] && [ -x "$BIN/gatekeeper" ] || die "no binaries in $BIN: run 'make up'"
+  command -v curl >/dev/null || die "curl is required"
+  "$ROOT/local/cluster.sh" start
+  write_env_files
+  ensure_keys
+  start_service proxy "$DIR/proxy.env"
+  start_service gatekeeper "$DIR/gatekeeper.env"
+  wait_ready
+  local rel_keys=$KEYS
+  [ "$DIR" = "$ROOT/.local" ] && rel_keys=.local/keys
+  cat <<EOF
+
+sqlgate is up: gatekeeper http://127.0.0.1:$GK_PORT (metrics on 127.0.0.1:$ADMIN_PORT),
+proxy 127.0.0.1:$PROXY_PORT, manager 127.0.0.1:$MANAGER_PORT, workers ${WORKER_PORTS[*]}.
+API keys (one per role) are in $rel_keys/{read,write,admin}. Try:
+
+curl -s -X POST http://127.0.0.1:$GK_PORT/query -H 'Content-Type: application/json' -H "X-API-Key: \$(cat $rel_keys/read)" -d '{"sql": "SELECT first_name, last_name FROM sakila.actor WHERE actor_id = ?", "params": [7], "mode": "random"}'
+
+EOF
+}
+
+stop_service() {
+  local name=$1 pid i
+  pid=$(pid_of "$name") || { rm -f "$RUN/$name.pid"; return 0; }
+  log "stopping $name (pid $pid)"
+  kill -TERM "$pid" 2>/dev/null || true
+  for i in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true
+  rm -f "$RUN/$name.pid"
+}
+
+cmd_down() {
+  stop_service gatekeeper
+  stop_service proxy
+  "$ROOT/local/cluster.sh" stop
+}
+
+cmd_status() {
+  local s pid rc=0
+  for s in gatekeeper proxy; do
+    if pid=$(pid_of "$s"); then printf '%-10s running  pid=%s\n' "$s" "$pid"; else printf '%-10s stopped\n' "$s"; rc=3; fi
+  done
+  "$ROOT/local/cluster.sh" status || rc=3
+  if curl -fsS "http://127.0.0.1:$PROXY_PORT/ready" -o "$RUN/ready.json" 2>/dev/null; then
+    printf 'proxy /ready: '
+    if command -v jq >/dev/null; then
+      jq -c '[.nodes[] | {name, eligible, reason, lag_seconds, rtt_ms}]' "$RUN/ready.json"
+    else
+      cat "$RUN/ready.json"; echo
+    fi
+  fi
+  return $rc
+}
+
+case "${1:-}" in
+  up) cmd_up ;;
+  down) cmd_down ;;
+  status) cmd_status ;;
+  *) echo "usage: $0 up|down|status" >&2; exit 64 ;;
+esac
