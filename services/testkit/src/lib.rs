@@ -6,6 +6,7 @@ use anyhow::{bail, Context};
 use mysql::prelude::Queryable;
 use serde_json::Value;
 use sqlgate::Role;
+pub use tempfile;
 use std::collections::HashMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
