@@ -4,7 +4,7 @@ SHELL = bash -o pipefail
 .DEFAULT_GOAL = help
 
 CARGO ?= cargo
-APT_PACKAGES = mariadb-server mariadb-client curl jq sysbench iputils-ping
+APT_PACKAGES = mariadb-server mariadb-client curl jq sysbench iputils-ping iproute2
 
 ##@ General
 
@@ -57,8 +57,12 @@ lint: ## cargo fmt --check and clippy with warnings as errors.
 test-rust: deps ## Unit and integration tests (start real clusters on free ports).
 	$(CARGO) test --workspace --locked
 
+.PHONY: test-smoke
+test-smoke: deps ## What a new user does: up on spare ports, the printed curl, up again, down.
+	local/smoke-test.sh
+
 .PHONY: test
-test: deps lint test-rust $(if $(wildcard mk/deploy.mk),deploy-check) $(if $(wildcard mk/bench.mk),loadtest-check) ## Everything CI runs.
+test: deps lint test-rust test-smoke $(if $(wildcard mk/deploy.mk),deploy-check) $(if $(wildcard mk/bench.mk),loadtest-check) ## Everything CI runs.
 	@echo "make test: all checks passed"
 
 -include mk/*.mk
