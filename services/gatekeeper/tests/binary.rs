@@ -11,7 +11,10 @@ const BIN: &str = env!("CARGO_BIN_EXE_gatekeeper");
 
 #[test]
 fn keygen_prints_a_key_once_and_its_hash_line() {
-    let out = Command::new(BIN).args(["keygen", "--role", "write", "--id", "ci1"]).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["keygen", "--role", "write", "--id", "ci1"])
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
@@ -19,8 +22,15 @@ fn keygen_prints_a_key_once_and_its_hash_line() {
     let secret = lines[0].strip_prefix("sk_ci1_").expect("key format");
     assert!(secret.len() >= 32, "at least 128 bits of hex");
     assert!(lines[1].starts_with("ci1 write "), "{}", lines[1]);
-    assert!(!lines[1].contains(secret), "the keys-file line holds only the hash");
-    for bad in [vec!["keygen"], vec!["keygen", "--role", "root"], vec!["serve"]] {
+    assert!(
+        !lines[1].contains(secret),
+        "the keys-file line holds only the hash"
+    );
+    for bad in [
+        vec!["keygen"],
+        vec!["keygen", "--role", "root"],
+        vec!["serve"],
+    ] {
         let out = Command::new(BIN).args(&bad).output().unwrap();
         assert_eq!(out.status.code(), Some(64), "{bad:?}");
     }
@@ -33,13 +43,19 @@ fn bad_configuration_exits_64_with_one_line() {
     std::fs::write(&empty, "# no keys yet\n").unwrap();
     let cases: Vec<(Vec<(&str, String)>, &str)> = vec![
         (vec![], "GATEKEEPER_PROXY_TOKEN"),
-        (vec![("GATEKEEPER_PROXY_TOKEN", "x".repeat(20))], "GATEKEEPER_KEYS_FILE"),
+        (
+            vec![("GATEKEEPER_PROXY_TOKEN", "x".repeat(20))],
+            "GATEKEEPER_KEYS_FILE",
+        ),
         (
             vec![
                 ("GATEKEEPER_PROXY_TOKEN", "x".repeat(20)),
                 ("GATEKEEPER_KEYS_FILE", empty.display().to_string()),
                 ("GATEKEEPER_LISTEN", format!("127.0.0.1:{}", free_port())),
-                ("GATEKEEPER_ADMIN_LISTEN", format!("127.0.0.1:{}", free_port())),
+                (
+                    "GATEKEEPER_ADMIN_LISTEN",
+                    format!("127.0.0.1:{}", free_port()),
+                ),
             ],
             "no keys",
         ),
@@ -66,7 +82,10 @@ async fn request_log_names_the_key_id_never_a_secret() {
         .env_clear()
         .env("RUST_LOG", "debug")
         .env("GATEKEEPER_LISTEN", format!("127.0.0.1:{port}"))
-        .env("GATEKEEPER_ADMIN_LISTEN", format!("127.0.0.1:{}", free_port()))
+        .env(
+            "GATEKEEPER_ADMIN_LISTEN",
+            format!("127.0.0.1:{}", free_port()),
+        )
         .env("GATEKEEPER_PROXY_URL", &stack.proxy_url)
         .env("GATEKEEPER_PROXY_TOKEN", &stack.proxy_token)
         .env("GATEKEEPER_KEYS_FILE", &keys)
@@ -76,12 +95,22 @@ async fn request_log_names_the_key_id_never_a_secret() {
         .unwrap();
     let url = format!("http://127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(20);
-    while stack.http.get(format!("{url}/health")).send().await.is_err() {
+    while stack
+        .http
+        .get(format!("{url}/health"))
+        .send()
+        .await
+        .is_err()
+    {
         assert!(Instant::now() < deadline, "gatekeeper binary did not start");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let cmdline = std::fs::read_to_string(format!("/proc/{}/cmdline", child.id())).unwrap_or_default();
-    assert!(!cmdline.contains(&stack.proxy_token), "no secret in the process list");
+    let cmdline =
+        std::fs::read_to_string(format!("/proc/{}/cmdline", child.id())).unwrap_or_default();
+    assert!(
+        !cmdline.contains(&stack.proxy_token),
+        "no secret in the process list"
+    );
 
     let secret = key.key.rsplit('_').next().unwrap().to_string();
     let wrong = format!("sk_logtest_{}", "0".repeat(64));
@@ -98,7 +127,12 @@ async fn request_log_names_the_key_id_never_a_secret() {
     }
     child.kill().unwrap();
     let mut log = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut log).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
     child.wait().unwrap();
     let line = log
         .lines()

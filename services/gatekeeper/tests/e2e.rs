@@ -674,3 +674,177 @@ async fn proxy_down_or_slow_gives_503_or_504_quickly() {
     assert_eq!((st, code(&body)), (504, "timeout"), "{body}");
     drop(silent);
 }
+
+#[tokio::test]
+async fn tcp_rtt_probe_fallback_feeds_ping_mode() {
+    let opts = Options {
+        proxy_env: vec![("PROXY_RTT_PROBE".into(), "tcp".into())],
+        ..Options::default()
+    };
+    let s = Stack::start(Cluster::shared(), opts).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let ready = loop {
+        let r = s.proxy_ready().await;
+        if r["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["rtt_ms"].is_number())
+        {
+            break r;
+        }
+        assert!(std::time::Instant::now() < deadline, "no RTT measured: {r}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        ready["rtt_source"]
+            .as_str()
+            .unwrap()
+            .starts_with("tcp_connect"),
+        "{ready}"
+    );
+    for n in ready["nodes"].as_array().unwrap() {
+        assert_eq!(n["rtt_method"], "tcp", "{n}");
+    }
+    let (st, body) = s
+        .query(&s.keys.read, json!({"sql": "SELECT 1", "mode": "ping"}))
+        .await;
+    assert_eq!((st, body["role"].as_str()), (200, Some("worker")), "{body}");
+}
+
+#[tokio::test]
+async fn size_limits_at_both_hops() {
+    let opts = Options {
+        gatekeeper_env: vec![
+            ("GATEKEEPER_MAX_SQL_BYTES".into(), "200".into()),
+            ("GATEKEEPER_MAX_PARAMS".into(), "3".into()),
+        ],
+        proxy_env: vec![("PROXY_MAX_RESULT_BYTES".into(), "500".into())],
+        ..Options::default()
+    };
+    let s = Stack::start(Cluster::shared(), opts).await.unwrap();
+    let long = format!("SELECT '{}'", "y".repeat(300));
+    let (st, body) = s.query(&s.keys.read, json!({"sql": long})).await;
+    assert_eq!(
+        (st, code(&body)),
+        (400, "invalid_sql"),
+        "SQL too long: {body}"
+    );
+    let (st, body) = s
+        .query(
+            &s.keys.read,
+            json!({"sql": "SELECT ?, ?, ?, ?", "params": [1, 2, 3, 4]}),
+        )
+        .await;
+    assert_eq!(
+        (st, code(&body)),
+        (400, "invalid_params"),
+        "too many params: {body}"
+    );
+    let (st, body) = s
+        .query(
+            &s.keys.read,
+            json!({"sql": "SELECT first_name FROM sakila.actor"}),
+        )
+        .await;
+    assert_eq!(
+        (st, code(&body)),
+        (413, "result_too_large"),
+        "result bytes: {body}"
+    );
+    let (st, _) = s
+        .query(
+            &s.keys.read,
+            json!({"sql": "SELECT first_name FROM sakila.actor LIMIT 5"}),
+        )
+        .await;
+    assert_eq!(st, 200, "a small result still fits");
+}
+
+/// A fake proxy that records the raw request and answers one canned response.
+fn capture_one(listener: std::net::TcpListener) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let (mut sock, _) = listener.accept().unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            let n = sock.read(&mut chunk).unwrap_or(0);
+            buf.extend_from_slice(&chunk[..n]);
+            let text = String::from_utf8_lossy(&buf);
+            if let Some(head_end) = text.find("\r\n\r\n") {
+                let len = text[..head_end]
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse::<usize>().unwrap())
+                    })
+                    .unwrap_or(0);
+                if buf.len() >= head_end + 4 + len {
+                    break;
+                }
+            }
+            if n == 0 {
+                break;
+            }
+        }
+        let body = r#"{"request_id":"r","kind":"read","mode":"random","node":"worker-1","role":"worker","columns":[],"rows":[],"rows_affected":0,"last_insert_id":null,"duration_ms":0.1}"#;
+        let resp = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nx-sqlgate-node: worker-1\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        sock.write_all(resp.as_bytes()).unwrap();
+        String::from_utf8_lossy(&buf).into_owned()
+    })
+}
+
+#[tokio::test]
+async fn forwards_token_and_request_id_never_the_api_key() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen = capture_one(listener);
+    let s = Stack::start(
+        Cluster::shared(),
+        Options {
+            proxy_url_override: Some(url),
+            ..Options::default()
+        },
+    )
+    .await
+    .unwrap();
+    let (st, body) = s
+        .query(
+            &s.keys.read,
+            json!({"sql": "SELECT ?", "params": [1], "request_id": "fwd-1"}),
+        )
+        .await;
+    assert_eq!(st, 200, "{body}");
+    let raw = seen.join().unwrap();
+    let lower = raw.to_ascii_lowercase();
+    assert!(raw.starts_with("POST /query "), "{raw}");
+    assert!(
+        lower.contains(&format!(
+            "x-sqlgate-token: {}",
+            s.proxy_token.to_ascii_lowercase()
+        )),
+        "token sent: {raw}"
+    );
+    assert!(
+        lower.contains("x-request-id: fwd-1"),
+        "request id sent: {raw}"
+    );
+    assert!(!lower.contains("x-api-key"), "no API key header: {raw}");
+    let secret = s.keys.read.rsplit('_').next().unwrap();
+    assert!(
+        !raw.contains(secret),
+        "the key's secret never reaches the proxy: {raw}"
+    );
+    let json_start = raw.find("\r\n\r\n").unwrap() + 4;
+    let forwarded: Value = serde_json::from_str(&raw[json_start..]).unwrap();
+    assert_eq!(
+        forwarded,
+        json!({"sql": "SELECT ?", "params": [1], "request_id": "fwd-1"})
+    );
+}

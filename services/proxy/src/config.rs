@@ -28,6 +28,16 @@ pub const MAX_ROWS: &str = "PROXY_MAX_ROWS";
 pub const MAX_RESULT_BYTES: &str = "PROXY_MAX_RESULT_BYTES";
 pub const MAX_TX_STATEMENTS: &str = "PROXY_MAX_TX_STATEMENTS";
 pub const HTTP_WORKERS: &str = "PROXY_HTTP_WORKERS";
+pub const RTT_PROBE: &str = "PROXY_RTT_PROBE";
+
+/// How the `ping` mode measures round-trip times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RttProbe {
+    /// ICMP echo, falling back to TCP connect where ICMP sockets are not permitted.
+    Auto,
+    /// Always time a TCP connect to the node's MySQL port.
+    Tcp,
+}
 
 /// A database node as configured: `name=host:port` or `host:port`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,6 +107,7 @@ pub struct Config {
     pub statement_timeout: Duration,
     pub limits: Limits,
     pub http_workers: usize,
+    pub rtt_probe: RttProbe,
 }
 
 impl Config {
@@ -156,6 +167,15 @@ impl Config {
                 max_result_bytes: get_or(env, MAX_RESULT_BYTES, 16 << 20)?,
                 max_tx_statements: get_or(env, MAX_TX_STATEMENTS, 100)?,
             },
+            rtt_probe: match get_or(env, RTT_PROBE, "auto".to_string())?.as_str() {
+                "auto" => RttProbe::Auto,
+                "tcp" => RttProbe::Tcp,
+                other => {
+                    return Err(ConfigError(format!(
+                        "{RTT_PROBE}={other:?} is not one of auto, tcp"
+                    )))
+                }
+            },
             http_workers: get_or(
                 env,
                 HTTP_WORKERS,
@@ -207,6 +227,7 @@ mod tests {
             (POOL_SIZE, "0"),
             (MAX_LAG_S, "-1"),
             (TOKEN, "short"),
+            (RTT_PROBE, "udp"),
         ];
         for (k, v) in cases {
             let mut e = env(BASE);

@@ -46,7 +46,11 @@ impl Application {
         let port = listener.local_addr()?.port();
         let cluster = Arc::new(Cluster::new(&config));
         let mut tasks = monitor::spawn(&cluster, &config);
-        tasks.extend(probe::spawn(&cluster, config.ping_interval));
+        tasks.extend(probe::spawn(
+            &cluster,
+            config.ping_interval,
+            config.rtt_probe,
+        ));
         let workers = config.http_workers;
         let state = web::Data::new(State {
             config,

@@ -2,6 +2,7 @@
 //! falling back to timing a TCP connect where ICMP sockets are not permitted. Each node keeps
 //! an exponentially weighted moving average; requests only read it.
 
+use crate::config::RttProbe;
 use crate::node::{Cluster, Node};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -50,13 +51,13 @@ async fn tcp_rtt(addr: SocketAddr, timeout: Duration) -> Option<Duration> {
 }
 
 /// Probes one node forever.
-async fn watch(node: Arc<Node>, interval: Duration) {
+async fn watch(node: Arc<Node>, interval: Duration, probe: RttProbe) {
     let timeout = interval.min(Duration::from_secs(1));
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // The client owns the receive task: it must live as long as its pinger.
     let mut icmp: Option<(IpAddr, Client, surge_ping::Pinger)> = None;
-    let mut icmp_failed = false;
+    let mut icmp_failed = probe == RttProbe::Tcp;
     let mut seq: u16 = 0;
     loop {
         ticker.tick().await;
@@ -99,10 +100,14 @@ async fn watch(node: Arc<Node>, interval: Duration) {
 }
 
 /// Starts one prober per node.
-pub fn spawn(cluster: &Cluster, interval: Duration) -> Vec<tokio::task::JoinHandle<()>> {
+pub fn spawn(
+    cluster: &Cluster,
+    interval: Duration,
+    probe: RttProbe,
+) -> Vec<tokio::task::JoinHandle<()>> {
     cluster
         .all()
-        .map(|n| tokio::spawn(watch(n.clone(), interval)))
+        .map(|n| tokio::spawn(watch(n.clone(), interval, probe)))
         .collect()
 }
 

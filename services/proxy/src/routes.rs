@@ -364,7 +364,7 @@ async fn ready(state: web::Data<State>) -> HttpResponse {
         "ready": ready,
         "reason": if ready { None } else { Some(manager.reason.unwrap_or_else(|| "manager not checked yet".into())) },
         "default_mode": state.config.default_mode,
-        "rtt_source": if tcp_fallback { "tcp_connect (ICMP sockets not permitted)" } else { "icmp" },
+        "rtt_source": if tcp_fallback { "tcp_connect (ICMP not permitted or PROXY_RTT_PROBE=tcp)" } else { "icmp" },
         "nodes": nodes,
     });
     if ready {

@@ -6,13 +6,13 @@ use anyhow::{bail, Context};
 use mysql::prelude::Queryable;
 use serde_json::Value;
 use sqlgate::Role;
-pub use tempfile;
 use std::collections::HashMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+pub use tempfile;
 
 /// The repository root (where `local/cluster.sh` lives).
 pub fn repo_root() -> PathBuf {
