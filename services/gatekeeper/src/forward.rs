@@ -9,6 +9,8 @@ use sqlgate::{ApiError, ErrorCode};
 pub const TOKEN_HEADER: &str = "X-Sqlgate-Token";
 pub const REQUEST_ID_HEADER: &str = "X-Request-Id";
 pub const NODE_HEADER: &str = "X-Sqlgate-Node";
+/// The authenticated key's id (never the key), so the proxy's log can name it too.
+pub const KEY_ID_HEADER: &str = "X-Sqlgate-Key-Id";
 
 /// What the proxy answered.
 pub struct Upstream {
@@ -47,6 +49,7 @@ impl Forwarder {
         &self,
         path: &str,
         request_id: &str,
+        key_id: &str,
         body: Vec<u8>,
     ) -> Result<Upstream, ApiError> {
         let resp = self
@@ -54,6 +57,7 @@ impl Forwarder {
             .post(format!("{}{path}", self.base))
             .header(TOKEN_HEADER, self.token.expose())
             .header(REQUEST_ID_HEADER, request_id)
+            .header(KEY_ID_HEADER, key_id)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body)
             .send()

@@ -92,7 +92,12 @@ async fn handle(
             .map_err(|e| ApiError::new(ErrorCode::Internal, format!("encoding failed: {e}")))?;
         let up = state
             .forwarder
-            .post(&format!("/{}", endpoint.name()), &rid, forward_body)
+            .post(
+                &format!("/{}", endpoint.name()),
+                &rid,
+                &id.key_id,
+                forward_body,
+            )
             .await?;
         node = up.node.clone();
         Ok::<_, ApiError>(up)

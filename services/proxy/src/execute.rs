@@ -274,19 +274,21 @@ mod tests {
     #[test]
     fn values_convert_as_documented() {
         let utf8 = 33;
-        let cases: Vec<(V, T, u16, Json, &str)> = vec![
+        let cases: Vec<(V, T, u16, u8, Json, &str)> = vec![
             (
                 V::Date(2006, 2, 15, 1, 2, 3, 250_000),
                 T::MYSQL_TYPE_DATETIME,
+                63,
                 3,
                 Json::from("2006-02-15T01:02:03.250"),
                 "DATETIME(3) keeps 3 digits",
             ),
-            (V::NULL, T::MYSQL_TYPE_LONG, utf8, Json::Null, "null"),
+            (V::NULL, T::MYSQL_TYPE_LONG, utf8, 0, Json::Null, "null"),
             (
                 V::Bytes(b"42".to_vec()),
                 T::MYSQL_TYPE_LONG,
                 63,
+                0,
                 Json::from(42),
                 "text int",
             ),
@@ -294,6 +296,7 @@ mod tests {
                 V::Bytes(b"-7".to_vec()),
                 T::MYSQL_TYPE_TINY,
                 63,
+                0,
                 Json::from(-7),
                 "text negative",
             ),
@@ -301,6 +304,7 @@ mod tests {
                 V::Bytes(b"18446744073709551615".to_vec()),
                 T::MYSQL_TYPE_LONGLONG,
                 63,
+                0,
                 Json::from("18446744073709551615"),
                 "u64 max as string",
             ),
@@ -308,6 +312,7 @@ mod tests {
                 V::Int(9007199254740993),
                 T::MYSQL_TYPE_LONGLONG,
                 63,
+                0,
                 Json::from("9007199254740993"),
                 "binary int past 2^53",
             ),
@@ -315,6 +320,7 @@ mod tests {
                 V::UInt(5),
                 T::MYSQL_TYPE_LONGLONG,
                 63,
+                0,
                 Json::from(5),
                 "binary uint",
             ),
@@ -322,6 +328,7 @@ mod tests {
                 V::Bytes(b"12.50".to_vec()),
                 T::MYSQL_TYPE_NEWDECIMAL,
                 63,
+                0,
                 Json::from("12.50"),
                 "decimal as string",
             ),
@@ -329,6 +336,7 @@ mod tests {
                 V::Bytes(b"1.5".to_vec()),
                 T::MYSQL_TYPE_DOUBLE,
                 63,
+                0,
                 Json::from(1.5),
                 "text double",
             ),
@@ -336,6 +344,7 @@ mod tests {
                 V::Double(2.25),
                 T::MYSQL_TYPE_DOUBLE,
                 63,
+                0,
                 Json::from(2.25),
                 "binary double",
             ),
@@ -343,6 +352,7 @@ mod tests {
                 V::Bytes(b"2006-02-15 04:34:33".to_vec()),
                 T::MYSQL_TYPE_TIMESTAMP,
                 63,
+                0,
                 Json::from("2006-02-15T04:34:33"),
                 "text timestamp",
             ),
@@ -350,6 +360,7 @@ mod tests {
                 V::Bytes(b"2006-02-15".to_vec()),
                 T::MYSQL_TYPE_DATE,
                 63,
+                0,
                 Json::from("2006-02-15"),
                 "text date",
             ),
@@ -357,6 +368,7 @@ mod tests {
                 V::Date(2006, 2, 15, 4, 34, 33, 0),
                 T::MYSQL_TYPE_DATETIME,
                 63,
+                0,
                 Json::from("2006-02-15T04:34:33"),
                 "binary datetime",
             ),
@@ -364,12 +376,14 @@ mod tests {
                 V::Date(2006, 2, 15, 0, 0, 0, 0),
                 T::MYSQL_TYPE_DATE,
                 63,
+                0,
                 Json::from("2006-02-15"),
                 "binary date",
             ),
             (
                 V::Date(2006, 2, 15, 1, 2, 3, 500),
                 T::MYSQL_TYPE_DATETIME,
+                63,
                 6,
                 Json::from("2006-02-15T01:02:03.000500"),
                 "fractional seconds",
@@ -378,6 +392,7 @@ mod tests {
                 V::Time(true, 1, 2, 3, 4, 0),
                 T::MYSQL_TYPE_TIME,
                 63,
+                0,
                 Json::from("-26:03:04"),
                 "negative time",
             ),
@@ -385,6 +400,7 @@ mod tests {
                 V::Bytes(b"ALICE".to_vec()),
                 T::MYSQL_TYPE_VAR_STRING,
                 utf8,
+                0,
                 Json::from("ALICE"),
                 "text string",
             ),
@@ -392,6 +408,7 @@ mod tests {
                 V::Bytes(vec![0, 255, 1]),
                 T::MYSQL_TYPE_BLOB,
                 63,
+                0,
                 Json::from("AP8B"),
                 "binary as base64",
             ),
@@ -399,17 +416,12 @@ mod tests {
                 V::Bytes(vec![1]),
                 T::MYSQL_TYPE_BIT,
                 63,
+                0,
                 Json::from(1),
                 "bit",
             ),
         ];
-        for (v, t, cs, want, what) in cases {
-            // In these cases the third field is the charset for strings, the precision for times.
-            let decimals = if matches!(t, T::MYSQL_TYPE_DATETIME | T::MYSQL_TYPE_TIME) {
-                cs as u8
-            } else {
-                0
-            };
+        for (v, t, cs, decimals, want, what) in cases {
             assert_eq!(to_json(v, t, cs, decimals), want, "{what}");
         }
     }

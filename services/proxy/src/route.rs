@@ -123,3 +123,144 @@ fn fallback_reason(cluster: &Cluster, exclude: Option<&str>) -> String {
         .collect();
     format!("no eligible worker ({})", parts.join("; "))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use std::collections::{HashMap, HashSet};
+
+    /// A cluster whose nodes are never contacted: pools connect lazily.
+    fn cluster(workers: usize) -> Cluster {
+        let list: Vec<String> = (0..workers)
+            .map(|i| format!("127.0.0.1:{}", 1 + i))
+            .collect();
+        let env: HashMap<String, String> = [
+            ("PROXY_TOKEN", "0123456789abcdef"),
+            ("PROXY_DB_PASSWORD", "x"),
+            ("PROXY_MONITOR_PASSWORD", "y"),
+            ("PROXY_WORKERS", &list.join(",")),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        Cluster::new(&Config::from_env(&env).unwrap())
+    }
+
+    fn set(node: &Node, eligible: bool, rtt_us: Option<f64>) {
+        node.update_health(|h| {
+            h.checked = true;
+            h.reachable = true;
+            h.eligible = eligible;
+            h.sql_running = Some(true);
+            h.reason = (!eligible).then(|| "replication lag 9s exceeds max_lag 5s".to_string());
+            h.rtt_us = rtt_us;
+        });
+    }
+
+    fn picks(c: &Cluster, mode: Mode, tolerance_us: u64, n: usize) -> HashSet<String> {
+        (0..n)
+            .map(|_| {
+                let ch = choose(
+                    c,
+                    Route::Read,
+                    mode,
+                    Duration::from_micros(tolerance_us),
+                    None,
+                );
+                ch.node.name().to_string()
+            })
+            .collect()
+    }
+
+    fn names(v: &[&str]) -> HashSet<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn ping_prefers_the_lowest_rtt_and_breaks_ties_at_random() {
+        let c = cluster(3);
+        set(&c.manager, true, Some(10.0));
+        set(&c.workers[0], true, Some(500.0));
+        set(&c.workers[1], true, Some(120.0));
+        set(&c.workers[2], true, Some(180.0));
+        assert_eq!(
+            picks(&c, Mode::Ping, 50, 50),
+            names(&["worker-2"]),
+            "clear winner"
+        );
+        assert_eq!(
+            picks(&c, Mode::Ping, 100, 200),
+            names(&["worker-2", "worker-3"]),
+            "within the tolerance both are ties, chosen at random"
+        );
+        set(&c.workers[1], false, Some(1.0));
+        assert_eq!(
+            picks(&c, Mode::Ping, 50, 50),
+            names(&["worker-3"]),
+            "ineligible is skipped even if fastest"
+        );
+    }
+
+    #[test]
+    fn random_and_least_busy_use_only_eligible_workers() {
+        let c = cluster(3);
+        for w in &c.workers {
+            set(w, true, None);
+        }
+        set(&c.workers[2], false, None);
+        assert_eq!(
+            picks(&c, Mode::Random, 0, 200),
+            names(&["worker-1", "worker-2"])
+        );
+        assert_eq!(
+            picks(&c, Mode::Ping, 0, 200),
+            names(&["worker-1", "worker-2"]),
+            "no RTT yet: random"
+        );
+        let _busy = c.workers[0].begin();
+        assert_eq!(picks(&c, Mode::LeastBusy, 0, 50), names(&["worker-2"]));
+    }
+
+    #[test]
+    fn writes_and_direct_go_to_the_manager_and_fallback_says_why() {
+        let c = cluster(2);
+        set(&c.manager, true, None);
+        set(&c.workers[0], true, None);
+        set(&c.workers[1], true, None);
+        for mode in Mode::ALL {
+            let ch = choose(&c, Route::Write, mode, Duration::ZERO, None);
+            assert_eq!(ch.node.name(), "manager", "write in {mode:?}");
+        }
+        assert_eq!(picks(&c, Mode::Direct, 0, 20), names(&["manager"]));
+        let ch = choose(
+            &c,
+            Route::Read,
+            Mode::Random,
+            Duration::ZERO,
+            Some("worker-1"),
+        );
+        assert_eq!(
+            ch.node.name(),
+            "worker-2",
+            "the retry avoids the node that failed"
+        );
+        set(&c.workers[0], false, None);
+        set(&c.workers[1], false, None);
+        let ch = choose(&c, Route::Read, Mode::Random, Duration::ZERO, None);
+        assert_eq!(ch.node.name(), "manager");
+        let why = ch.fallback.unwrap();
+        assert!(
+            why.contains("worker-1: replication lag") && why.contains("worker-2"),
+            "{why}"
+        );
+        c.manager.update_health(|h| h.reachable = false);
+        let ch = choose(&c, Route::Read, Mode::Random, Duration::ZERO, None);
+        assert_eq!(
+            ch.node.role.as_str(),
+            "worker",
+            "a replica serves reads when the manager is down"
+        );
+        assert!(ch.fallback.unwrap().contains("may be stale"));
+    }
+}

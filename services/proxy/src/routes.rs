@@ -19,6 +19,8 @@ use subtle::ConstantTimeEq;
 pub const TOKEN_HEADER: &str = "X-Sqlgate-Token";
 /// Header carrying the request id when the body has none.
 pub const REQUEST_ID_HEADER: &str = "X-Request-Id";
+/// Header carrying the id (never the secret) of the API key the gatekeeper authenticated.
+pub const KEY_ID_HEADER: &str = "X-Sqlgate-Key-Id";
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     use sqlgate::error::route;
@@ -33,6 +35,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// What a request log line and the metrics need, filled in as the request proceeds.
 struct Ctx {
     request_id: String,
+    key_id: String,
     kind: &'static str,
     mode: &'static str,
     node: Option<String>,
@@ -53,6 +56,16 @@ fn authorize(req: &HttpRequest, state: &State) -> Result<(), ApiError> {
             "missing or invalid internal token",
         ))
     }
+}
+
+/// The key id for the log line: letters and digits only, as the gatekeeper issues them.
+fn header_key_id(req: &HttpRequest) -> String {
+    req.headers()
+        .get(KEY_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 32 && v.bytes().all(|b| b.is_ascii_alphanumeric()))
+        .unwrap_or("-")
+        .to_string()
 }
 
 fn header_request_id(req: &HttpRequest) -> Option<String> {
@@ -105,8 +118,9 @@ fn finish<T: serde::Serialize>(
         }
     }
     log::info!(
-        "Request done endpoint={endpoint} request_id={} kind={} mode={} node={} status={} outcome={outcome} duration_ms={:.3}",
+        "Request done endpoint={endpoint} request_id={} key_id={} kind={} mode={} node={} status={} outcome={outcome} duration_ms={:.3}",
         ctx.request_id,
+        ctx.key_id,
         ctx.kind,
         ctx.mode,
         ctx.node.as_deref().unwrap_or("-"),
@@ -173,6 +187,7 @@ async fn query(req: HttpRequest, payload: web::Payload, state: web::Data<State>)
     let started = Instant::now();
     let mut ctx = Ctx {
         request_id: header_request_id(&req).unwrap_or_else(wire::new_request_id),
+        key_id: header_key_id(&req),
         kind: "-",
         mode: "-",
         node: None,
@@ -246,6 +261,7 @@ async fn transaction(
     let started = Instant::now();
     let mut ctx = Ctx {
         request_id: header_request_id(&req).unwrap_or_else(wire::new_request_id),
+        key_id: header_key_id(&req),
         kind: "write",
         mode: "direct",
         node: None,
