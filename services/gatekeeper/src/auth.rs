@@ -197,8 +197,8 @@ mod tests {
         let k = generate(Role::Admin, Some("a1")).unwrap();
         let store = KeyStore::parse(&k.line).unwrap();
         let mut wrong = k.key.clone();
-        wrong.pop();
-        wrong.push('0');
+        let last = wrong.pop().unwrap();
+        wrong.push(if last == '0' { '1' } else { '0' });
         let cases: &[(Option<&str>, &str)] = &[
             (None, "missing"),
             (Some(""), "empty"),
