@@ -69,6 +69,11 @@ impl Node {
             .clone()
     }
 
+    /// Reads one field of the health without cloning the rest (the request path's use).
+    pub fn with_health<T>(&self, f: impl FnOnce(&Health) -> T) -> T {
+        f(&self.health.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
     pub fn update_health(&self, f: impl FnOnce(&mut Health)) {
         let mut h = self.health.write().unwrap_or_else(|e| e.into_inner());
         f(&mut h);

@@ -30,14 +30,14 @@ pub fn choose(
     let eligible: Vec<&Arc<Node>> = cluster
         .workers
         .iter()
-        .filter(|w| Some(w.name()) != exclude && w.health().eligible)
+        .filter(|w| Some(w.name()) != exclude && w.with_health(|h| h.eligible))
         .collect();
     let picked = match mode {
         Mode::Direct => unreachable!("handled above"),
         Mode::Random => eligible.choose(&mut rand::rng()).copied(),
         Mode::Ping => pick_lowest(
             &eligible,
-            |n| n.health().rtt_us,
+            |n| n.with_health(|h| h.rtt_us),
             ping_tolerance.as_secs_f64() * 1e6,
         ),
         Mode::LeastBusy => pick_lowest(&eligible, |n| Some(n.in_flight() as f64), 0.0),
@@ -49,16 +49,15 @@ pub fn choose(
         };
     }
     let reason = fallback_reason(cluster, exclude);
-    let manager_health = cluster.manager.health();
-    if manager_health.checked && !manager_health.reachable {
+    if cluster.manager.with_health(|h| h.checked && !h.reachable) {
         // Reads outlive the primary (as MaxScale's error_on_write): a reachable replica whose
         // applier runs serves them, flagged as possibly stale, rather than nothing at all.
         let survivors: Vec<&Arc<Node>> = cluster
             .workers
             .iter()
             .filter(|w| {
-                let h = w.health();
-                Some(w.name()) != exclude && h.reachable && h.sql_running == Some(true)
+                Some(w.name()) != exclude
+                    && w.with_health(|h| h.reachable && h.sql_running == Some(true))
             })
             .collect();
         if let Some(node) = survivors.choose(&mut rand::rng()) {
