@@ -1,0 +1,219 @@
+# Security groups reference each other; every rule is its own resource with a
+# description. Egress is as narrow as ingress: each group may open only the
+# connections the topology needs (replies are allowed by statefulness).
+#
+#   clients --80/443--> gatekeeper --5000--> proxy --3306, ICMP echo--> db <--3306--> db
+#   admin   --22------> gatekeeper --22----> proxy, db   (the jump host)
+
+resource "aws_security_group" "gatekeeper" {
+  name_prefix = "${var.name}-gatekeeper-"
+  description = "sqlgate gatekeeper: public HTTP edge and SSH jump host"
+  vpc_id      = aws_vpc.this.id
+
+  tags = { Name = "${var.name}-gatekeeper" }
+
+  lifecycle {
+    create_before_destroy = true
+  }
+}
+
+resource "aws_security_group" "proxy" {
+  name_prefix = "${var.name}-proxy-"
+  description = "sqlgate proxy: reachable from the gatekeeper only"
+  vpc_id      = aws_vpc.this.id
+
+  tags = { Name = "${var.name}-proxy" }
+
+  lifecycle {
+    create_before_destroy = true
+  }
+}
+
+resource "aws_security_group" "db" {
+  name_prefix = "${var.name}-db-"
+  description = "sqlgate MySQL manager and workers: reachable from the proxy and each other"
+  vpc_id      = aws_vpc.this.id
+
+  tags = { Name = "${var.name}-db" }
+
+  lifecycle {
+    create_before_destroy = true
+  }
+}
+
+# --- gatekeeper ---------------------------------------------------------------
+
+resource "aws_vpc_security_group_ingress_rule" "gatekeeper_http" {
+  for_each = toset(var.allowed_cidrs)
+
+  security_group_id = aws_security_group.gatekeeper.id
+  description       = "HTTP API from allowed client network ${each.value}"
+  ip_protocol       = "tcp" # checkov:skip=CKV_AWS_260:The gatekeeper's HTTP port is the public API by design; allowed_cidrs narrows it, and nothing else opens to 0.0.0.0/0.
+  from_port         = 80
+  to_port           = 80
+  cidr_ipv4         = each.value
+
+  tags = { Name = "${var.name}-gatekeeper-http" }
+}
+
+resource "aws_vpc_security_group_ingress_rule" "gatekeeper_https" {
+  for_each = var.https_enabled ? toset(var.allowed_cidrs) : toset([])
+
+  security_group_id = aws_security_group.gatekeeper.id
+  description       = "HTTPS API from allowed client network ${each.value}"
+  ip_protocol       = "tcp"
+  from_port         = 443
+  to_port           = 443
+  cidr_ipv4         = each.value
+
+  tags = { Name = "${var.name}-gatekeeper-https" }
+}
+
+resource "aws_vpc_security_group_ingress_rule" "gatekeeper_ssh" {
+  security_group_id = aws_security_group.gatekeeper.id
+  description       = "SSH from the admin network only"
+  ip_protocol       = "tcp"
+  from_port         = 22
+  to_port           = 22
+  cidr_ipv4         = var.admin_cidr
+
+  tags = { Name = "${var.name}-gatekeeper-ssh" }
+}
+
+resource "aws_vpc_security_group_egress_rule" "gatekeeper_to_proxy" {
+  security_group_id            = aws_security_group.gatekeeper.id
+  description                  = "Forward API requests to the proxy"
+  ip_protocol                  = "tcp"
+  from_port                    = 5000
+  to_port                      = 5000
+  referenced_security_group_id = aws_security_group.proxy.id
+
+  tags = { Name = "${var.name}-gatekeeper-to-proxy" }
+}
+
+resource "aws_vpc_security_group_egress_rule" "gatekeeper_ssh_proxy" {
+  security_group_id            = aws_security_group.gatekeeper.id
+  description                  = "SSH jump to the proxy"
+  ip_protocol                  = "tcp"
+  from_port                    = 22
+  to_port                      = 22
+  referenced_security_group_id = aws_security_group.proxy.id
+
+  tags = { Name = "${var.name}-gatekeeper-ssh-proxy" }
+}
+
+resource "aws_vpc_security_group_egress_rule" "gatekeeper_ssh_db" {
+  security_group_id            = aws_security_group.gatekeeper.id
+  description                  = "SSH jump to the database nodes"
+  ip_protocol                  = "tcp"
+  from_port                    = 22
+  to_port                      = 22
+  referenced_security_group_id = aws_security_group.db.id
+
+  tags = { Name = "${var.name}-gatekeeper-ssh-db" }
+}
+
+# --- proxy --------------------------------------------------------------------
+
+resource "aws_vpc_security_group_ingress_rule" "proxy_api" {
+  security_group_id            = aws_security_group.proxy.id
+  description                  = "Proxy API from the gatekeeper only"
+  ip_protocol                  = "tcp"
+  from_port                    = 5000
+  to_port                      = 5000
+  referenced_security_group_id = aws_security_group.gatekeeper.id
+
+  tags = { Name = "${var.name}-proxy-api" }
+}
+
+resource "aws_vpc_security_group_ingress_rule" "proxy_ssh" {
+  # checkov:skip=CKV_AWS_24:False positive: the source is the gatekeeper's security group (referenced_security_group_id), which this check does not read, not 0.0.0.0/0.
+  security_group_id            = aws_security_group.proxy.id
+  description                  = "SSH from the gatekeeper jump host only"
+  ip_protocol                  = "tcp"
+  from_port                    = 22
+  to_port                      = 22
+  referenced_security_group_id = aws_security_group.gatekeeper.id
+
+  tags = { Name = "${var.name}-proxy-ssh" }
+}
+
+resource "aws_vpc_security_group_egress_rule" "proxy_mysql" {
+  security_group_id            = aws_security_group.proxy.id
+  description                  = "MySQL to the manager and workers"
+  ip_protocol                  = "tcp"
+  from_port                    = 3306
+  to_port                      = 3306
+  referenced_security_group_id = aws_security_group.db.id
+
+  tags = { Name = "${var.name}-proxy-mysql" }
+}
+
+resource "aws_vpc_security_group_egress_rule" "proxy_icmp" {
+  security_group_id            = aws_security_group.proxy.id
+  description                  = "ICMP echo to the database nodes for the ping mode"
+  ip_protocol                  = "icmp"
+  from_port                    = 8
+  to_port                      = 0
+  referenced_security_group_id = aws_security_group.db.id
+
+  tags = { Name = "${var.name}-proxy-icmp" }
+}
+
+# --- databases ----------------------------------------------------------------
+
+resource "aws_vpc_security_group_ingress_rule" "db_from_proxy" {
+  security_group_id            = aws_security_group.db.id
+  description                  = "MySQL from the proxy"
+  ip_protocol                  = "tcp"
+  from_port                    = 3306
+  to_port                      = 3306
+  referenced_security_group_id = aws_security_group.proxy.id
+
+  tags = { Name = "${var.name}-db-from-proxy" }
+}
+
+resource "aws_vpc_security_group_ingress_rule" "db_replication" {
+  security_group_id            = aws_security_group.db.id
+  description                  = "MySQL replication between the database nodes"
+  ip_protocol                  = "tcp"
+  from_port                    = 3306
+  to_port                      = 3306
+  referenced_security_group_id = aws_security_group.db.id
+
+  tags = { Name = "${var.name}-db-replication" }
+}
+
+resource "aws_vpc_security_group_ingress_rule" "db_icmp" {
+  security_group_id            = aws_security_group.db.id
+  description                  = "ICMP echo request from the proxy (ping mode)"
+  ip_protocol                  = "icmp"
+  from_port                    = 8
+  to_port                      = 0
+  referenced_security_group_id = aws_security_group.proxy.id
+
+  tags = { Name = "${var.name}-db-icmp" }
+}
+
+resource "aws_vpc_security_group_ingress_rule" "db_ssh" {
+  # checkov:skip=CKV_AWS_24:False positive: the source is the gatekeeper's security group (referenced_security_group_id), which this check does not read, not 0.0.0.0/0.
+  security_group_id            = aws_security_group.db.id
+  description                  = "SSH from the gatekeeper jump host only"
+  ip_protocol                  = "tcp"
+  from_port                    = 22
+  to_port                      = 22
+  referenced_security_group_id = aws_security_group.gatekeeper.id
+
+  tags = { Name = "${var.name}-db-ssh" }
+}
+
+resource "aws_vpc_security_group_egress_rule" "db_replication" {
+  security_group_id            = aws_security_group.db.id
+  description                  = "MySQL replication: workers connect to the manager"
+  ip_protocol                  = "tcp"
+  from_port                    = 3306
+  to_port                      = 3306
+  referenced_security_group_id = aws_security_group.db.id
+
+  tags = { Name = "${var.name}-db-replication-out" }
+}

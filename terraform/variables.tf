@@ -1,0 +1,180 @@
+variable "region" {
+  description = "AWS region to deploy into."
+  type        = string
+  default     = "us-east-1"
+
+  validation {
+    condition     = can(regex("^[a-z]{2}(-gov)?-[a-z]+-[0-9]$", var.region))
+    error_message = "The region must be an AWS region name such as us-east-1."
+  }
+}
+
+variable "name" {
+  description = "Name prefix of every resource, and the Project tag."
+  type        = string
+  default     = "sqlgate"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{1,20}$", var.name))
+    error_message = "The name must be 2-21 lowercase letters, digits or hyphens, starting with a letter."
+  }
+}
+
+variable "environment" {
+  description = "Environment tag (dev, test, prod, ...)."
+  type        = string
+  default     = "dev"
+
+  validation {
+    condition     = can(regex("^[a-z0-9-]{1,16}$", var.environment))
+    error_message = "The environment must be 1-16 lowercase letters, digits or hyphens."
+  }
+}
+
+variable "tags" {
+  description = "Extra tags applied to every resource."
+  type        = map(string)
+  default     = {}
+}
+
+variable "vpc_cidr" {
+  description = "CIDR block of the dedicated VPC; the public and private subnets are its first two /24s."
+  type        = string
+  default     = "10.42.0.0/16"
+
+  validation {
+    condition     = can(cidrnetmask(var.vpc_cidr)) && tonumber(split("/", var.vpc_cidr)[1]) <= 23
+    error_message = "The vpc_cidr must be an IPv4 CIDR block of /23 or larger."
+  }
+}
+
+variable "availability_zone" {
+  description = "Availability zone of both subnets; null picks the region's first available zone."
+  type        = string
+  default     = null
+}
+
+variable "allowed_cidrs" {
+  description = "CIDR blocks allowed to reach the gatekeeper's HTTP (and HTTPS) port: the API's clients."
+  type        = list(string)
+  default     = ["0.0.0.0/0"]
+
+  validation {
+    condition     = length(var.allowed_cidrs) > 0 && alltrue([for c in var.allowed_cidrs : can(cidrnetmask(c))])
+    error_message = "The allowed_cidrs must be a non-empty list of IPv4 CIDR blocks."
+  }
+}
+
+variable "admin_cidr" {
+  description = "The one CIDR block (usually your address as a /32) allowed to SSH into the gatekeeper, the jump host."
+  type        = string
+
+  validation {
+    condition     = can(cidrnetmask(var.admin_cidr)) && tonumber(split("/", var.admin_cidr)[1]) >= 16
+    error_message = "The admin_cidr must be an IPv4 CIDR block no larger than a /16 (never 0.0.0.0/0), e.g. 203.0.113.7/32."
+  }
+}
+
+variable "https_enabled" {
+  description = "Also open port 443 on the gatekeeper to allowed_cidrs (for a TLS terminator you add)."
+  type        = bool
+  default     = false
+}
+
+variable "ssh_public_key" {
+  description = "OpenSSH public key installed for the ubuntu user on every instance (make deploy generates one under .local/aws/ssh)."
+  type        = string
+
+  validation {
+    condition     = can(regex("^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp256) [A-Za-z0-9+/=]+", var.ssh_public_key))
+    error_message = "The ssh_public_key must be an OpenSSH public key (ssh-ed25519, ssh-rsa or ecdsa-sha2-nistp256)."
+  }
+}
+
+variable "worker_count" {
+  description = "Number of MySQL replicas (workers) behind the manager."
+  type        = number
+  default     = 2
+
+  validation {
+    condition     = var.worker_count >= 1 && var.worker_count <= 10 && floor(var.worker_count) == var.worker_count
+    error_message = "The worker_count must be a whole number from 1 to 10."
+  }
+}
+
+variable "gatekeeper_instance_type" {
+  description = "Instance type of the gatekeeper."
+  type        = string
+  default     = "t3.micro"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]*\\.[a-z0-9]+$", var.gatekeeper_instance_type))
+    error_message = "The gatekeeper_instance_type must be an EC2 instance type such as t3.micro."
+  }
+}
+
+variable "proxy_instance_type" {
+  description = "Instance type of the proxy."
+  type        = string
+  default     = "t3.micro"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]*\\.[a-z0-9]+$", var.proxy_instance_type))
+    error_message = "The proxy_instance_type must be an EC2 instance type such as t3.micro."
+  }
+}
+
+variable "db_instance_type" {
+  description = "Instance type of the manager and the workers (MySQL 8.0 wants >= 2 GiB)."
+  type        = string
+  default     = "t3.small"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]*\\.[a-z0-9]+$", var.db_instance_type))
+    error_message = "The db_instance_type must be an EC2 instance type such as t3.small."
+  }
+}
+
+variable "root_volume_size" {
+  description = "Size in GiB of each instance's encrypted gp3 root volume (at least the AMI's 16 GiB)."
+  type        = number
+  default     = 16
+
+  validation {
+    condition     = var.root_volume_size >= 16 && var.root_volume_size <= 1024
+    error_message = "The root_volume_size must be between 16 and 1024 GiB."
+  }
+}
+
+variable "app_ami_id" {
+  description = "AMI of the gatekeeper and proxy; null takes the newest AMI of this account tagged sqlgate:role=app (built by make deploy)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.app_ami_id == null || can(regex("^ami-[0-9a-f]{8,17}$", var.app_ami_id))
+    error_message = "The app_ami_id must be null or an AMI id (ami-...)."
+  }
+}
+
+variable "mysql_ami_id" {
+  description = "AMI of the database nodes; null takes the newest AMI of this account tagged sqlgate:role=mysql (built by make deploy)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.mysql_ami_id == null || can(regex("^ami-[0-9a-f]{8,17}$", var.mysql_ami_id))
+    error_message = "The mysql_ami_id must be null or an AMI id (ami-...)."
+  }
+}
+
+variable "flow_logs_retention_days" {
+  description = "Days CloudWatch keeps the VPC flow logs (they are deleted with the deployment)."
+  type        = number
+  default     = 365
+
+  validation {
+    condition     = contains([1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653], var.flow_logs_retention_days)
+    error_message = "The flow_logs_retention_days must be a value CloudWatch Logs accepts (1, 3, 5, 7, 14, 30, 60, 90, ..., 365, ...)."
+  }
+}
