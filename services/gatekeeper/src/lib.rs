@@ -21,6 +21,7 @@ pub struct State {
     pub forwarder: forward::Forwarder,
     pub limiter: limit::Limiter,
     pub metrics: metrics::Metrics,
+    pub classifier: sqlgate::Classifier,
 }
 
 /// A built gatekeeper: public and admin listeners bound; `run_until_stopped` serves.
@@ -54,6 +55,7 @@ impl Application {
         let state = web::Data::new(State {
             forwarder: forward::Forwarder::new(&config)?,
             limiter: limit::Limiter::new(config.rate_limit_rps, config.rate_limit_burst),
+            classifier: sqlgate::Classifier::new(config.max_sql_bytes, 1024),
             keys,
             config,
             metrics: metrics::Metrics::default(),

@@ -76,13 +76,13 @@ async fn handle(
         let body = sqlgate::body::read_json(&req, payload, state.config.max_body_bytes).await?;
         let (rid, forward_body) = match endpoint {
             Endpoint::Query => {
-                let (q, _) = validate::query(&state.config, id.role, &body)?;
+                let (q, _) = validate::query(&state, id.role, &body)?;
                 let rid = q.request_id.clone().unwrap_or_default();
                 request_id = Some(rid.clone());
                 (rid, serde_json::to_vec(&q))
             }
             Endpoint::Transaction => {
-                let t = validate::transaction(&state.config, id.role, &body)?;
+                let t = validate::transaction(&state, id.role, &body)?;
                 let rid = t.request_id.clone().unwrap_or_default();
                 request_id = Some(rid.clone());
                 (rid, serde_json::to_vec(&t))

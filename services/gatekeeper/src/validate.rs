@@ -1,18 +1,18 @@
 //! Checks a request before it is forwarded: JSON shape, one statement, the deny-list, params,
 //! and the key's role. Only what passes reaches the proxy.
 
-use crate::config::Config;
+use crate::State;
 use sqlgate::wire::{self, QueryRequest, TransactionRequest};
 use sqlgate::{ApiError, ErrorCode, Role, Statement};
 
 fn statement(
-    config: &Config,
+    state: &State,
     role: Role,
     sql: &str,
     params: &[serde_json::Value],
 ) -> Result<Statement, ApiError> {
-    wire::check_params(params, config.max_params)?;
-    let stmt = Statement::parse(sql, config.max_sql_bytes)?;
+    wire::check_params(params, state.config.max_params)?;
+    let stmt = state.classifier.parse(sql)?;
     if stmt.placeholders() != params.len() {
         return Err(ApiError::new(
             ErrorCode::InvalidParams,
@@ -29,7 +29,7 @@ fn statement(
 
 /// Validates a `/query` body; fills in the request id.
 pub fn query(
-    config: &Config,
+    state: &State,
     role: Role,
     body: &[u8],
 ) -> Result<(QueryRequest, Statement), ApiError> {
@@ -38,22 +38,18 @@ pub fn query(
         Some(id) => wire::check_request_id(id)?,
         None => req.request_id = Some(wire::new_request_id()),
     }
-    let stmt = statement(config, role, &req.sql, &req.params)?;
+    let stmt = statement(state, role, &req.sql, &req.params)?;
     Ok((req, stmt))
 }
 
 /// Validates a `/transaction` body; fills in the request id.
-pub fn transaction(
-    config: &Config,
-    role: Role,
-    body: &[u8],
-) -> Result<TransactionRequest, ApiError> {
+pub fn transaction(state: &State, role: Role, body: &[u8]) -> Result<TransactionRequest, ApiError> {
     let mut req: TransactionRequest = wire::parse_json(body)?;
     match &req.request_id {
         Some(id) => wire::check_request_id(id)?,
         None => req.request_id = Some(wire::new_request_id()),
     }
-    let max = config.max_tx_statements;
+    let max = state.config.max_tx_statements;
     if req.statements.is_empty() || req.statements.len() > max {
         return Err(ApiError::new(
             ErrorCode::BadRequest,
@@ -61,7 +57,7 @@ pub fn transaction(
         ));
     }
     for (i, s) in req.statements.iter().enumerate() {
-        statement(config, role, &s.sql, &s.params).map_err(|e| e.with_statement_index(i))?;
+        statement(state, role, &s.sql, &s.params).map_err(|e| e.with_statement_index(i))?;
     }
     Ok(req)
 }

@@ -24,6 +24,7 @@ pub struct State {
     pub config: Config,
     pub cluster: Arc<Cluster>,
     pub metrics: metrics::Metrics,
+    pub classifier: sqlgate::Classifier,
 }
 
 /// A built proxy: its listener is bound and its monitors run; `run_until_stopped` serves.
@@ -53,6 +54,7 @@ impl Application {
         ));
         let workers = config.http_workers;
         let state = web::Data::new(State {
+            classifier: sqlgate::Classifier::new(config.limits.max_sql_bytes, 1024),
             config,
             cluster,
             metrics: metrics::Metrics::default(),

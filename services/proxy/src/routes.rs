@@ -159,7 +159,7 @@ async fn run_on(
 fn prepare(state: &State, sql: &str, params: &[Json]) -> Result<Statement, ApiError> {
     let limits = &state.config.limits;
     wire::check_params(params, limits.max_params)?;
-    let stmt = Statement::parse(sql, limits.max_sql_bytes)?;
+    let stmt = state.classifier.parse(sql)?;
     if stmt.placeholders() != params.len() {
         return Err(ApiError::new(
             ErrorCode::InvalidParams,

@@ -8,5 +8,5 @@ pub mod statement;
 pub mod wire;
 
 pub use error::{ApiError, ErrorCode};
-pub use statement::{Category, Role, Route, SqlError, Statement};
+pub use statement::{Category, Classifier, Role, Route, SqlError, Statement};
 pub use wire::{Mode, QueryRequest, TransactionRequest};

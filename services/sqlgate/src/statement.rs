@@ -12,7 +12,9 @@ use sqlparser::ast::{self, Expr, Visit, Visitor};
 use sqlparser::dialect::MySqlDialect;
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Token, Tokenizer, Word};
+use std::num::NonZeroUsize;
 use std::ops::ControlFlow;
+use std::sync::Mutex;
 
 /// Where a statement may execute.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -559,6 +561,42 @@ impl Statement {
     }
 }
 
+/// Classifies statements, remembering recent SQL texts: real workloads repeat the same
+/// parameterised statements, and a parse costs microseconds where a lookup costs nanoseconds.
+/// Classification depends on the text alone, so a cached answer is the answer.
+pub struct Classifier {
+    max_len: usize,
+    cache: Mutex<lru::LruCache<String, Result<Statement, SqlError>>>,
+}
+
+/// Texts longer than this are classified every time rather than kept (bounds the cache's memory).
+const CACHE_MAX_SQL: usize = 2048;
+
+impl Classifier {
+    /// `max_len` is the SQL length limit; `capacity` the number of texts remembered.
+    pub fn new(max_len: usize, capacity: usize) -> Classifier {
+        let capacity = NonZeroUsize::new(capacity).unwrap_or(NonZeroUsize::MIN);
+        Classifier {
+            max_len,
+            cache: Mutex::new(lru::LruCache::new(capacity)),
+        }
+    }
+
+    /// Same as `Statement::parse`, from the cache when the text was seen recently.
+    pub fn parse(&self, sql: &str) -> Result<Statement, SqlError> {
+        if sql.len() > CACHE_MAX_SQL {
+            return Statement::parse(sql, self.max_len);
+        }
+        let lock = || self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(hit) = lock().get(sql) {
+            return hit.clone();
+        }
+        let result = Statement::parse(sql, self.max_len);
+        lock().put(sql.to_string(), result.clone());
+        result
+    }
+}
+
 /// Rejects the deny-list: by leading keywords, and anywhere for file access.
 fn check_denied(tokens: &[Token], words: &[Option<String>]) -> Result<(), SqlError> {
     for (pattern, name) in DENIED_LEADING {
@@ -805,6 +843,24 @@ mod tests {
         for (sql, want, what) in cases {
             assert_eq!(&outcome(sql), want, "case '{what}': {sql:?}");
         }
+    }
+
+    #[test]
+    fn the_cache_answers_as_the_parser_does() {
+        let c = Classifier::new(40, 2);
+        let cases = [
+            "SELECT 1",
+            "SELECT * FROM t FOR UPDATE",
+            "DROP USER x",
+            "SELECT 1; SELECT 2",
+            "SELECT '0123456789012345678901234567890123456789'",
+        ];
+        for _ in 0..3 {
+            for sql in cases {
+                assert_eq!(c.parse(sql), Statement::parse(sql, 40), "{sql}");
+            }
+        }
+        assert_eq!(c.cache.lock().unwrap().len(), 2, "bounded");
     }
 
     #[test]

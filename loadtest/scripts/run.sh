@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# make loadtest: runs `loadtest` (default command `seed`) against the local stack, with the
+# gatekeeper's per-key rate limit lifted for the run and restored after, or against a remote
+# gatekeeper when GATEKEEPER_URL is set (with API_KEY; its limits are left as they are).
+#
+#   loadtest/scripts/run.sh [loadtest arguments]
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+LOADTEST=${LOADTEST:-$ROOT/target/release/loadtest}
+GK=$ROOT/loadtest/scripts/gatekeeper.sh
+
+[ $# -gt 0 ] || set -- seed
+if [ -z "${GATEKEEPER_URL:-}" ] && "$GK" running; then
+  "$GK" restart GATEKEEPER_RATE_LIMIT_RPS=0
+  trap '"$GK" restart || true' EXIT
+fi
+"$LOADTEST" "$@"
