@@ -40,6 +40,17 @@ for f in "$STATE"/keys/read "$STATE"/keys/write "$STATE"/keys/admin "$STATE"/sec
 done
 echo "smoke-test: a second up changes nothing; keys and secrets are 0600"
 
+# A rebuild replaces the binary: `up` restarts the service that runs the old one.
+old_proxy=$(cat "$STATE/run/proxy.pid")
+cp "$SQLGATE_BIN_DIR/proxy" "$SQLGATE_BIN_DIR/proxy.new" && mv "$SQLGATE_BIN_DIR/proxy.new" "$SQLGATE_BIN_DIR/proxy"
+out=$(local/stack.sh up 2>&1) || fail "up after a rebuild failed: $out"
+grep -q "proxy was rebuilt: restarting it" <<<"$out" || fail "up did not restart the rebuilt proxy: $out"
+! kill -0 "$old_proxy" 2>/dev/null || fail "the old proxy still runs"
+resp=$(eval "$cmd")
+[ "$(jq -r .role <<<"$resp")" = worker ] || fail "no answer after the restart: $resp"
+pids_before=$(cat "$STATE"/run/*.pid "$STATE"/db/*/mysqld.pid | sort)
+echo "smoke-test: up restarts a service whose binary was rebuilt"
+
 local/stack.sh status >/dev/null || fail "status reports a problem while up"
 local/stack.sh down >/dev/null 2>&1
 for p in $pids_before; do ! kill -0 "$p" 2>/dev/null || fail "pid $p still running after down"; done
@@ -48,4 +59,4 @@ for port in $PORTS; do
 done
 if local/stack.sh status >/dev/null 2>&1; then fail "status says up after down"; fi
 echo "smoke-test: down stopped every process and freed every port"
-echo "smoke-test: 3 passed, 0 failed"
+echo "smoke-test: 4 passed, 0 failed"

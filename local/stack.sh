@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # The whole local system: cluster (local/cluster.sh), proxy and gatekeeper in the background.
 #
-#   local/stack.sh up|down|status
+#   local/stack.sh up|down|restart|status
+#
+# `restart` restarts the proxy and gatekeeper only (the cluster keeps running), picking up
+# PROXY_* and GATEKEEPER_* tuning from the environment, e.g.
+#   GATEKEEPER_RATE_LIMIT_RPS=0 local/stack.sh restart
 #
 # Expects release binaries in target/release (`make up` builds them). State under .local/:
 # keys/ (API keys, mode 0600), run/ (pids, logs), proxy.env and gatekeeper.env (mode 0600).
@@ -29,8 +33,27 @@ pid_of() {
   [ -s "$f" ] || return 1
   pid=$(cat "$f")
   kill -0 "$pid" 2>/dev/null || return 1
-  [ "$(readlink -f "/proc/$pid/exe" 2>/dev/null)" = "$(readlink -f "$BIN/$1")" ] || return 1
+  # argv[0], not /proc/<pid>/exe: a rebuilt binary leaves the running one "(deleted)".
+  [ "$(tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | head -n 1)" = "$BIN/$1" ] || return 1
   echo "$pid"
+}
+
+# True when the running process's binary has since been replaced (a rebuild).
+stale() {
+  local pid; pid=$(pid_of "$1") || return 1
+  case "$(readlink "/proc/$pid/exe" 2>/dev/null)" in *" (deleted)") return 0 ;; esac
+  return 1
+}
+
+# Tuning passed through from the caller's environment (e.g. GATEKEEPER_RATE_LIMIT_RPS=0).
+passthrough() {
+  local prefix=$1 v
+  for v in $(compgen -e | grep "^${prefix}_" || true); do
+    case $v in
+      *_LISTEN|*_TOKEN|*_PASSWORD|*_MANAGER|*_WORKERS|*_KEYS_FILE|*_PROXY_URL|*_DB_USER|*_MONITOR_USER) ;;
+      *) printf '%s=%s\n' "$v" "${!v}" ;;
+    esac
+  done
 }
 
 write_env_files() {
@@ -38,6 +61,10 @@ write_env_files() {
   . "$DIR/secrets.env"
   local workers="" p
   for p in "${WORKER_PORTS[@]}"; do workers="${workers:+$workers,}127.0.0.1:$p"; done
+  # On a small machine the databases need the cores more than a second HTTP worker does
+  # (measured in docs/benchmarks.md); elsewhere each service uses one worker per core.
+  local http_workers; http_workers=$(nproc)
+  if [ "$http_workers" -le 2 ]; then http_workers=1; fi
   ( umask 077
     cat >"$DIR/proxy.env" <<EOF
 PROXY_LISTEN=127.0.0.1:$PROXY_PORT
@@ -49,7 +76,9 @@ PROXY_DB_PASSWORD=$APP_PASSWORD
 PROXY_MONITOR_USER=sqlgate_monitor
 PROXY_MONITOR_PASSWORD=$MONITOR_PASSWORD
 PROXY_DEFAULT_MODE=${PROXY_DEFAULT_MODE:-random}
+PROXY_HTTP_WORKERS=${PROXY_HTTP_WORKERS:-$http_workers}
 RUST_LOG=${RUST_LOG:-info}
+$(passthrough PROXY | grep -vE '^PROXY_(DEFAULT_MODE|HTTP_WORKERS)=')
 EOF
     cat >"$DIR/gatekeeper.env" <<EOF
 GATEKEEPER_LISTEN=127.0.0.1:$GK_PORT
@@ -57,7 +86,9 @@ GATEKEEPER_ADMIN_LISTEN=127.0.0.1:$ADMIN_PORT
 GATEKEEPER_PROXY_URL=http://127.0.0.1:$PROXY_PORT
 GATEKEEPER_PROXY_TOKEN=$PROXY_TOKEN
 GATEKEEPER_KEYS_FILE=$KEYS/keys.txt
+GATEKEEPER_HTTP_WORKERS=${GATEKEEPER_HTTP_WORKERS:-$http_workers}
 RUST_LOG=${RUST_LOG:-info}
+$(passthrough GATEKEEPER | grep -vE '^GATEKEEPER_HTTP_WORKERS=')
 EOF
   )
 }
@@ -81,6 +112,10 @@ ensure_keys() {
 
 start_service() {
   local name=$1 envfile=$2
+  if stale "$name"; then
+    log "$name was rebuilt: restarting it"
+    stop_service "$name"
+  fi
   if pid_of "$name" >/dev/null; then
     log "$name already running (pid $(pid_of "$name"))"
     return 0
@@ -96,11 +131,11 @@ start_service() {
 wait_ready() {
   local i
   for i in $(seq 1 120); do
-    if curl -fsS "http://127.0.0.1:$GK_PORT/ready" >/dev/null 2>&1; then return 0; fi
+    sleep 0.5
     for s in proxy gatekeeper; do
       pid_of "$s" >/dev/null || { tail -n 20 "$RUN/$s.log" >&2; die "$s exited; see $RUN/$s.log"; }
     done
-    sleep 0.5
+    if curl -fsS "http://127.0.0.1:$GK_PORT/ready" >/dev/null 2>&1; then return 0; fi
   done
   die "the gatekeeper did not become ready in 60 s; see $RUN/*.log and local/stack.sh status"
 }
@@ -163,6 +198,7 @@ cmd_status() {
 case "${1:-}" in
   up) cmd_up ;;
   down) cmd_down ;;
+  restart) stop_service gatekeeper; stop_service proxy; cmd_up ;;
   status) cmd_status ;;
-  *) echo "usage: $0 up|down|status" >&2; exit 64 ;;
+  *) echo "usage: $0 up|down|restart|status" >&2; exit 64 ;;
 esac

@@ -9,14 +9,16 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$ROOT"
 LOADTEST=${LOADTEST:-$ROOT/target/release/loadtest}
-GK=$ROOT/loadtest/scripts/gatekeeper.sh
+STACK=$ROOT/local/stack.sh
 BENCH_TIME=${BENCH_TIME:-15}
 
 [ -z "${GATEKEEPER_URL:-}" ] || { echo "bench.sh: make bench measures the local stack; unset GATEKEEPER_URL" >&2; exit 64; }
 local/stack.sh up >/dev/null
-"$GK" restart GATEKEEPER_RATE_LIMIT_RPS=0
-trap '"$GK" restart || true' EXIT
+GATEKEEPER_RATE_LIMIT_RPS=0 "$STACK" restart >/dev/null
+trap '"$STACK" restart >/dev/null || true' EXIT
 "$LOADTEST" bench --time "$BENCH_TIME" \
   --setting GATEKEEPER_RATE_LIMIT_RPS=0 \
+  --setting "$(grep '^PROXY_HTTP_WORKERS=' .local/proxy.env)" \
+  --setting "$(grep '^GATEKEEPER_HTTP_WORKERS=' .local/gatekeeper.env)" \
   --setting "RUST_LOG=${RUST_LOG:-info} (both services, one line per request)" \
   --invocation "make bench BENCH_TIME=$BENCH_TIME" "$@"

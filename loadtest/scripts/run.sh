@@ -8,11 +8,11 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 LOADTEST=${LOADTEST:-$ROOT/target/release/loadtest}
-GK=$ROOT/loadtest/scripts/gatekeeper.sh
+STACK=$ROOT/local/stack.sh
 
 [ $# -gt 0 ] || set -- seed
-if [ -z "${GATEKEEPER_URL:-}" ] && "$GK" running; then
-  "$GK" restart GATEKEEPER_RATE_LIMIT_RPS=0
-  trap '"$GK" restart || true' EXIT
+if [ -z "${GATEKEEPER_URL:-}" ] && curl -fsS "http://127.0.0.1:${SQLGATE_GATEKEEPER_PORT:-8080}/health" >/dev/null 2>&1; then
+  GATEKEEPER_RATE_LIMIT_RPS=0 "$STACK" restart >/dev/null
+  trap '"$STACK" restart >/dev/null || true' EXIT
 fi
 "$LOADTEST" "$@"

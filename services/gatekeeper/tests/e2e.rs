@@ -854,3 +854,46 @@ async fn forwards_token_and_request_id_never_the_api_key() {
         json!({"sql": "SELECT ?", "params": [1], "request_id": "fwd-1"})
     );
 }
+
+#[tokio::test]
+async fn connections_are_recycled_after_their_byte_budget() {
+    for (budget, recycled) in [("1", true), ("1048576", false)] {
+        let opts = Options {
+            proxy_env: vec![("PROXY_CONN_RECYCLE_BYTES".into(), budget.into())],
+            ..Options::default()
+        };
+        let s = Stack::start(Cluster::shared(), opts).await.unwrap();
+        for _ in 0..20 {
+            let (st, body) = s
+                .query(&s.keys.read, json!({"sql": "SELECT 1", "mode": "direct"}))
+                .await;
+            assert_eq!(st, 200, "{body}");
+        }
+        let text = s
+            .http
+            .get(format!("{}/metrics", s.proxy_url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let opened: u64 = text
+            .lines()
+            .find(|l| l.starts_with("sqlgate_proxy_connections_opened_total{node=\"manager\""))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no connections_opened for the manager in\n{text}"));
+        if recycled {
+            assert!(
+                opened >= 20,
+                "budget {budget}: every statement retires its connection ({opened} opened)"
+            );
+        } else {
+            assert!(
+                opened <= 3,
+                "budget {budget}: connections are reused ({opened} opened)"
+            );
+        }
+    }
+}

@@ -29,6 +29,7 @@ pub const MAX_RESULT_BYTES: &str = "PROXY_MAX_RESULT_BYTES";
 pub const MAX_TX_STATEMENTS: &str = "PROXY_MAX_TX_STATEMENTS";
 pub const HTTP_WORKERS: &str = "PROXY_HTTP_WORKERS";
 pub const RTT_PROBE: &str = "PROXY_RTT_PROBE";
+pub const CONN_RECYCLE_BYTES: &str = "PROXY_CONN_RECYCLE_BYTES";
 
 /// How the `ping` mode measures round-trip times.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,6 +104,8 @@ pub struct Config {
     /// RTTs closer than this to the best one count as equal in `ping` mode.
     pub ping_tolerance: Duration,
     pub pool_size: u32,
+    /// Bytes a database connection receives before it is replaced (bounds its buffer memory).
+    pub conn_recycle_bytes: usize,
     pub connect_timeout: Duration,
     pub statement_timeout: Duration,
     pub limits: Limits,
@@ -138,7 +141,7 @@ impl Config {
                 "{DEFAULT_MODE}={mode_raw:?} is not one of direct, random, ping, least_busy"
             ))
         })?;
-        let pool_size: u32 = get_or(env, POOL_SIZE, 32)?;
+        let pool_size: u32 = get_or(env, POOL_SIZE, 16)?;
         if pool_size == 0 {
             return Err(ConfigError(format!("{POOL_SIZE} must be greater than 0")));
         }
@@ -157,6 +160,7 @@ impl Config {
             ping_interval: millis(env, PING_INTERVAL_MS, 1000)?,
             ping_tolerance: Duration::from_micros(get_or(env, PING_TOLERANCE_US, 100)?),
             pool_size,
+            conn_recycle_bytes: get_or(env, CONN_RECYCLE_BYTES, 256 << 10)?,
             connect_timeout: millis(env, CONNECT_TIMEOUT_MS, 1000)?,
             statement_timeout: millis(env, STATEMENT_TIMEOUT_MS, 10_000)?,
             limits: Limits {

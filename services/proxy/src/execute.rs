@@ -81,6 +81,20 @@ pub fn bind(params: &[Json]) -> Params {
     )
 }
 
+/// Rough wire size of a result: packet headers, column definitions, values.
+pub fn wire_size(r: &StatementResult) -> usize {
+    let values: usize = r
+        .rows
+        .iter()
+        .flatten()
+        .map(|v| match v {
+            Json::String(s) => s.len() + 1,
+            _ => 9,
+        })
+        .sum();
+    128 + r.columns.len() * 64 + r.rows.len() * 8 + values
+}
+
 /// Runs `sql` with `params` (text protocol without params, prepared statement with them).
 pub fn run<Q: Queryable>(
     q: &mut Q,

@@ -45,7 +45,8 @@ impl Application {
     /// Like `build`, on a listener the caller bound (tests bind port 0).
     pub fn with_listener(config: Config, listener: TcpListener) -> anyhow::Result<Application> {
         let port = listener.local_addr()?.port();
-        let cluster = Arc::new(Cluster::new(&config));
+        let metrics = metrics::Metrics::default();
+        let cluster = Arc::new(Cluster::new(&config, &metrics));
         let mut tasks = monitor::spawn(&cluster, &config);
         tasks.extend(probe::spawn(
             &cluster,
@@ -57,7 +58,7 @@ impl Application {
             classifier: sqlgate::Classifier::new(config.limits.max_sql_bytes, 1024),
             config,
             cluster,
-            metrics: metrics::Metrics::default(),
+            metrics,
         });
         let server = HttpServer::new(move || {
             App::new()

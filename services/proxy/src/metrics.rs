@@ -41,6 +41,8 @@ pub struct Metrics {
     registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
     pub duration: Family<KindLabels, Histogram>,
+    /// Database connections opened, by node (recycling and reconnects show here).
+    pub connects: Family<NodeLabels, Counter>,
     pool: Family<PoolLabels, Gauge>,
     eligible: Family<NodeLabels, Gauge>,
     lag: Family<NodeLabels, Gauge>,
@@ -57,10 +59,16 @@ impl Default for Metrics {
             Histogram::new(exponential_buckets(0.00005, 2.0, 20))
         });
         let pool = Family::<PoolLabels, Gauge>::default();
+        let connects = Family::<NodeLabels, Counter>::default();
         let eligible = Family::<NodeLabels, Gauge>::default();
         let lag = Family::<NodeLabels, Gauge>::default();
         let rtt = Family::<NodeLabels, Gauge<f64, AtomicU64>>::default();
         let in_flight = Family::<NodeLabels, Gauge>::default();
+        registry.register(
+            "connections_opened",
+            "Database connections opened",
+            connects.clone(),
+        );
         registry.register(
             "requests",
             "Requests by node, kind, mode and outcome",
@@ -100,6 +108,7 @@ impl Default for Metrics {
             registry,
             requests,
             duration,
+            connects,
             pool,
             eligible,
             lag,

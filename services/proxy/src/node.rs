@@ -106,8 +106,15 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    pub fn new(config: &Config) -> Cluster {
-        let make = |addr: &NodeAddr, role| {
+    pub fn new(config: &Config, metrics: &crate::metrics::Metrics) -> Cluster {
+        let make = |addr: &NodeAddr, role: NodeRole| {
+            let opened = metrics
+                .connects
+                .get_or_create(&crate::metrics::NodeLabels {
+                    node: addr.name.clone(),
+                    role: role.as_str(),
+                })
+                .clone();
             let opts = pool::opts(
                 addr,
                 &config.db_user,
@@ -116,8 +123,13 @@ impl Cluster {
                 // The server-side limit fires first; the socket timeout catches a dead peer.
                 config.statement_timeout + Duration::from_secs(2),
             );
-            let manager =
-                pool::Manager::new(opts, config.statement_timeout, config.limits.max_rows);
+            let manager = pool::Manager::new(
+                opts,
+                config.statement_timeout,
+                config.limits.max_rows,
+                config.conn_recycle_bytes,
+                opened,
+            );
             Arc::new(Node {
                 addr: addr.clone(),
                 role,

@@ -68,14 +68,18 @@ pub struct PooledConn {
     pub conn: Conn,
     pub flavor: Flavor,
     last_used: Instant,
+    /// Bytes received on this connection, roughly (see `Manager::recycle_bytes`).
+    received: usize,
     /// Set when the connection may be in an unknown state (I/O error, abandoned result).
     pub broken: bool,
 }
 
 impl PooledConn {
-    /// Records a use, so the pool skips the liveness ping for a connection just used.
-    pub fn touch(&mut self) {
+    /// Records a use that received about `bytes`, so the pool skips the liveness ping for a
+    /// connection just used and can retire one that has received enough.
+    pub fn touch(&mut self, bytes: usize) {
         self.last_used = Instant::now();
+        self.received = self.received.saturating_add(bytes);
     }
 }
 
@@ -85,14 +89,28 @@ pub struct Manager {
     statement_timeout: Duration,
     /// Rows a SELECT may return before the proxy answers 413 (plus one to detect the excess).
     select_limit: usize,
+    /// A connection that has received this much is closed when it returns to the pool. The
+    /// `mysql` crate reads into a 4 MiB buffer that it only rewinds once reads reach its end,
+    /// so every long-lived connection ends up with all 4 MiB resident; recycling bounds that.
+    recycle_bytes: usize,
+    /// Counts every connection opened.
+    opened: prometheus_client::metrics::counter::Counter,
 }
 
 impl Manager {
-    pub fn new(opts: OptsBuilder, statement_timeout: Duration, max_rows: usize) -> Self {
+    pub fn new(
+        opts: OptsBuilder,
+        statement_timeout: Duration,
+        max_rows: usize,
+        recycle_bytes: usize,
+        opened: prometheus_client::metrics::counter::Counter,
+    ) -> Self {
         Manager {
             opts,
             statement_timeout,
             select_limit: max_rows + 1,
+            recycle_bytes,
+            opened,
         }
     }
 }
@@ -106,6 +124,7 @@ impl r2d2::ManageConnection for Manager {
 
     fn connect(&self) -> Result<PooledConn, mysql::Error> {
         let mut conn = Conn::new(self.opts.clone())?;
+        self.opened.inc();
         let version: String = conn.query_first("SELECT @@version")?.unwrap_or_default();
         let flavor = Flavor::from_version(&version);
         conn.query_drop(flavor.statement_timeout_sql(self.statement_timeout))?;
@@ -118,6 +137,7 @@ impl r2d2::ManageConnection for Manager {
             conn,
             flavor,
             last_used: Instant::now(),
+            received: 0,
             broken: false,
         })
     }
@@ -125,13 +145,13 @@ impl r2d2::ManageConnection for Manager {
     fn is_valid(&self, c: &mut PooledConn) -> Result<(), mysql::Error> {
         if c.last_used.elapsed() > TRUST_IDLE {
             c.conn.ping()?;
-            c.touch();
+            c.touch(0);
         }
         Ok(())
     }
 
     fn has_broken(&self, c: &mut PooledConn) -> bool {
-        c.broken
+        c.broken || c.received >= self.recycle_bytes
     }
 }
 

@@ -143,7 +143,10 @@ mod tests {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-        Cluster::new(&Config::from_env(&env).unwrap())
+        Cluster::new(
+            &Config::from_env(&env).unwrap(),
+            &crate::metrics::Metrics::default(),
+        )
     }
 
     fn set(node: &Node, eligible: bool, rtt_us: Option<f64>) {

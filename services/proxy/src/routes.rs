@@ -145,7 +145,7 @@ async fn run_on(
             detail: e.to_string(),
         })?;
         let result = execute::run(&mut conn.conn, &sql, &params, &limits);
-        conn.touch();
+        conn.touch(result.as_ref().map_or(256, execute::wire_size));
         if let Err(e) = &result {
             conn.broken |= e.breaks_connection();
         }
@@ -319,7 +319,9 @@ async fn handle_transaction(
                 .map_err(|e| (None, execute::ExecError::from(e)))?;
             Ok(results)
         })();
-        conn.touch();
+        conn.touch(outcome.as_ref().map_or(256, |rs: &Vec<StatementResult>| {
+            rs.iter().map(execute::wire_size).sum()
+        }));
         outcome.map_err(|(i, e)| {
             conn.broken |= e.breaks_connection();
             match (i, ProxyError::Exec(e).into_api()) {
