@@ -11,18 +11,7 @@ fn statement(
     sql: &str,
     params: &[serde_json::Value],
 ) -> Result<Statement, ApiError> {
-    wire::check_params(params, state.config.max_params)?;
-    let stmt = state.classifier.parse(sql)?;
-    if stmt.placeholders() != params.len() {
-        return Err(ApiError::new(
-            ErrorCode::InvalidParams,
-            format!(
-                "the statement has {} placeholders but {} params were given",
-                stmt.placeholders(),
-                params.len()
-            ),
-        ));
-    }
+    let stmt = wire::prepare(&state.classifier, sql, params, state.config.max_params)?;
     stmt.check_role(role)?;
     Ok(stmt)
 }

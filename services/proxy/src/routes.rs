@@ -157,20 +157,12 @@ async fn run_on(
 
 /// Parses and checks one statement with its params.
 fn prepare(state: &State, sql: &str, params: &[Json]) -> Result<Statement, ApiError> {
-    let limits = &state.config.limits;
-    wire::check_params(params, limits.max_params)?;
-    let stmt = state.classifier.parse(sql)?;
-    if stmt.placeholders() != params.len() {
-        return Err(ApiError::new(
-            ErrorCode::InvalidParams,
-            format!(
-                "the statement has {} placeholders but {} params were given",
-                stmt.placeholders(),
-                params.len()
-            ),
-        ));
-    }
-    Ok(stmt)
+    wire::prepare(
+        &state.classifier,
+        sql,
+        params,
+        state.config.limits.max_params,
+    )
 }
 
 async fn read_body<T: serde::de::DeserializeOwned>(

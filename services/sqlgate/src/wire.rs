@@ -158,6 +158,29 @@ pub fn check_params(params: &[Value], max: usize) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Classifies `sql` and checks its `params` against the placeholders: what both services do
+/// with every statement before anything else.
+pub fn prepare(
+    classifier: &crate::Classifier,
+    sql: &str,
+    params: &[Value],
+    max_params: usize,
+) -> Result<crate::Statement, ApiError> {
+    check_params(params, max_params)?;
+    let stmt = classifier.parse(sql)?;
+    if stmt.placeholders() != params.len() {
+        return Err(ApiError::new(
+            ErrorCode::InvalidParams,
+            format!(
+                "the statement has {} placeholders but {} params were given",
+                stmt.placeholders(),
+                params.len()
+            ),
+        ));
+    }
+    Ok(stmt)
+}
+
 /// A fresh request id: 16 random hex characters.
 pub fn new_request_id() -> String {
     let n: u64 = rand::random();
