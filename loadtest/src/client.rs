@@ -199,6 +199,7 @@ pub fn request(sql: impl Into<String>, params: Vec<Value>, mode: Mode) -> QueryR
         params,
         mode: Some(mode),
         request_id: None,
+        after_gtid: None,
     }
 }
 

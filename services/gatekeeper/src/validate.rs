@@ -27,6 +27,9 @@ pub fn query(
         Some(id) => wire::check_request_id(id)?,
         None => req.request_id = Some(wire::new_request_id()),
     }
+    if let Some(g) = &req.after_gtid {
+        wire::check_gtid(g)?;
+    }
     let stmt = statement(state, role, &req.sql, &req.params)?;
     Ok((req, stmt))
 }

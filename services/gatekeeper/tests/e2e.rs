@@ -56,6 +56,28 @@ async fn writes_go_to_the_manager_and_replicate_to_workers() {
     assert_eq!(body["role"], "manager");
     assert_eq!(body["rows_affected"], 1);
     assert_eq!(body["last_insert_id"], 1);
+    let gtid = body["gtid"]
+        .as_str()
+        .expect("a write reports its GTID")
+        .to_string();
+    // Read-your-writes without waiting for replication: a worker serves it once it has applied
+    // the write, else the manager does.
+    let (st, body) = s
+        .query(&s.keys.read, json!({"sql": format!("SELECT v FROM {t} WHERE id = ?"), "params": [1], "mode": "random", "after_gtid": gtid}))
+        .await;
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(
+        body["rows"],
+        json!([["hello"]]),
+        "after_gtid sees the write: {body}"
+    );
+    let (st, body) = s
+        .query(
+            &s.keys.read,
+            json!({"sql": "SELECT 1", "after_gtid": "0-1-2'; DROP TABLE x"}),
+        )
+        .await;
+    assert_eq!((st, code(&body)), (400, "bad_request"), "{body}");
     Cluster::shared().wait_replicated().unwrap();
     let (st, body) = s
         .query(&s.keys.read, json!({"sql": format!("SELECT v FROM {t} WHERE id = ?"), "params": [1], "mode": "random"}))

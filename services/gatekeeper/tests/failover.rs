@@ -40,6 +40,74 @@ async fn wait_eligible(s: &Stack, node: &str, want: bool) -> Value {
 async fn node_failures() {
     let cluster = Cluster::start(2).expect("cluster");
 
+    // 0. Replicas that apply 3 s late (still within max_lag): a plain read is stale, a read
+    // with the write's after_gtid is not, and says which worker lagged.
+    {
+        let opts = Options {
+            proxy_env: vec![
+                ("PROXY_MAX_LAG_S".into(), "60".into()),
+                ("PROXY_GTID_WAIT_MS".into(), "300".into()),
+            ],
+            ..Options::default()
+        };
+        let s = Stack::start(&cluster, opts).await.unwrap();
+        let t = "sqlgate.ryw";
+        let (st, body) = s
+            .query(
+                &s.keys.admin,
+                json!({"sql": format!("CREATE TABLE {t} (id INT PRIMARY KEY)")}),
+            )
+            .await;
+        assert_eq!(st, 200, "{body}");
+        cluster.wait_replicated().unwrap();
+        for w in ["worker-1", "worker-2"] {
+            cluster
+                .root_sql(
+                    w,
+                    "STOP SLAVE; CHANGE MASTER TO MASTER_DELAY = 3; START SLAVE",
+                )
+                .unwrap();
+        }
+        let (st, body) = s
+            .query(
+                &s.keys.write,
+                json!({"sql": format!("INSERT INTO {t} VALUES (1)")}),
+            )
+            .await;
+        assert_eq!(st, 200, "{body}");
+        let gtid = body["gtid"].as_str().unwrap().to_string();
+        let count = json!({"sql": format!("SELECT COUNT(*) FROM {t}"), "mode": "random"});
+        let (st, body) = s.query(&s.keys.read, count.clone()).await;
+        assert_eq!((st, body["role"].as_str()), (200, Some("worker")), "{body}");
+        assert_ne!(
+            body["rows"],
+            json!([[1]]),
+            "a delayed replica is stale without after_gtid: {body}"
+        );
+        let mut with_gtid = count.clone();
+        with_gtid["after_gtid"] = json!(gtid);
+        let (st, body) = s.query(&s.keys.read, with_gtid).await;
+        assert_eq!(st, 200, "{body}");
+        assert_eq!(body["rows"], json!([[1]]), "read-your-writes: {body}");
+        assert_eq!(body["node"], "manager", "{body}");
+        assert!(
+            body["fallback"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("after_gtid"),
+            "{body}"
+        );
+        for w in ["worker-1", "worker-2"] {
+            cluster
+                .root_sql(
+                    w,
+                    "STOP SLAVE; CHANGE MASTER TO MASTER_DELAY = 0; START SLAVE",
+                )
+                .unwrap();
+        }
+        cluster.wait_replicated().unwrap();
+    }
+
     // 1. The monitor has not noticed yet (long interval): a read that fails to connect to the
     // stopped worker is retried once on the other one, so every read succeeds.
     {

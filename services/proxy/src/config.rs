@@ -30,6 +30,7 @@ pub const MAX_TX_STATEMENTS: &str = "PROXY_MAX_TX_STATEMENTS";
 pub const HTTP_WORKERS: &str = "PROXY_HTTP_WORKERS";
 pub const RTT_PROBE: &str = "PROXY_RTT_PROBE";
 pub const CONN_RECYCLE_BYTES: &str = "PROXY_CONN_RECYCLE_BYTES";
+pub const GTID_WAIT_MS: &str = "PROXY_GTID_WAIT_MS";
 
 /// How the `ping` mode measures round-trip times.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,6 +109,8 @@ pub struct Config {
     pub conn_recycle_bytes: usize,
     pub connect_timeout: Duration,
     pub statement_timeout: Duration,
+    /// How long a worker may take to reach a read's `after_gtid` before the manager serves it.
+    pub gtid_wait: Duration,
     pub limits: Limits,
     pub http_workers: usize,
     pub rtt_probe: RttProbe,
@@ -163,6 +166,7 @@ impl Config {
             conn_recycle_bytes: get_or(env, CONN_RECYCLE_BYTES, 256 << 10)?,
             connect_timeout: millis(env, CONNECT_TIMEOUT_MS, 1000)?,
             statement_timeout: millis(env, STATEMENT_TIMEOUT_MS, 10_000)?,
+            gtid_wait: millis(env, GTID_WAIT_MS, 1000)?,
             limits: Limits {
                 max_body_bytes: get_or(env, MAX_BODY_BYTES, 1 << 20)?,
                 max_sql_bytes: get_or(env, MAX_SQL_BYTES, 64 << 10)?,

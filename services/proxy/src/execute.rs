@@ -81,6 +81,35 @@ pub fn bind(params: &[Json]) -> Params {
     )
 }
 
+/// The manager's GTID position after a write on `conn`, for read-your-writes.
+pub fn gtid_after_write(conn: &mut crate::pool::PooledConn) -> Result<Option<String>, ExecError> {
+    let sql = match conn.flavor {
+        // The session's own last GTID.
+        crate::pool::Flavor::MariaDb => "SELECT @@last_gtid",
+        // Everything executed so far: a superset of this session's write, so waiting for it is
+        // safe (if sometimes a little longer than needed).
+        crate::pool::Flavor::MySql => "SELECT @@global.gtid_executed",
+    };
+    let gtid: Option<String> = conn.conn.query_first(sql)?;
+    Ok(gtid.filter(|g| !g.trim().is_empty()))
+}
+
+/// Waits until the replica behind `conn` has applied `gtid`, at most `timeout`. Returns false on
+/// timeout.
+pub fn wait_for_gtid(
+    conn: &mut crate::pool::PooledConn,
+    gtid: &str,
+    timeout: std::time::Duration,
+) -> Result<bool, ExecError> {
+    let sql = match conn.flavor {
+        crate::pool::Flavor::MariaDb => "SELECT MASTER_GTID_WAIT(?, ?)",
+        crate::pool::Flavor::MySql => "SELECT WAIT_FOR_EXECUTED_GTID_SET(?, ?)",
+    };
+    let r: Option<i64> = conn.conn.exec_first(sql, (gtid, timeout.as_secs_f64()))?;
+    // MariaDB: 0 reached, -1 timed out; MySQL: 0 reached, 1 timed out.
+    Ok(r == Some(0))
+}
+
 /// Rough wire size of a result: packet headers, column definitions, values.
 pub fn wire_size(r: &StatementResult) -> usize {
     let values: usize = r

@@ -130,26 +130,64 @@ fn finish<T: serde::Serialize>(
     response
 }
 
-/// Runs one statement on `node` on the blocking pool.
+/// What running a statement on a node gave.
+enum Ran {
+    Done {
+        result: StatementResult,
+        /// After a write: the GTID position including it.
+        gtid: Option<String>,
+    },
+    /// The worker had not applied the read's `after_gtid` in time; nothing was executed.
+    NotCaughtUp,
+}
+
+/// Runs one statement on `node` on the blocking pool: first waiting for `after_gtid` (reads on
+/// a worker), then the statement, then reading the GTID position (`want_gtid`, writes).
 async fn run_on(
     state: &State,
     node: Arc<Node>,
     sql: String,
     params: Vec<Json>,
-) -> Result<StatementResult, ProxyError> {
+    after_gtid: Option<String>,
+    want_gtid: bool,
+) -> Result<Ran, ProxyError> {
     let limits = state.config.limits.clone();
+    let gtid_wait = state.config.gtid_wait;
     let _busy = node.begin();
     web::block(move || {
         let mut conn = node.pool.get().map_err(|e| ProxyError::NodeUnavailable {
             node: node.name().to_string(),
             detail: e.to_string(),
         })?;
+        if let Some(g) = &after_gtid {
+            match execute::wait_for_gtid(&mut conn, g, gtid_wait) {
+                Ok(true) => {}
+                Ok(false) => return Ok(Ran::NotCaughtUp),
+                Err(e) => {
+                    conn.broken |= e.breaks_connection();
+                    return Err(ProxyError::Exec(e));
+                }
+            }
+        }
         let result = execute::run(&mut conn.conn, &sql, &params, &limits);
         conn.touch(result.as_ref().map_or(256, execute::wire_size));
-        if let Err(e) = &result {
-            conn.broken |= e.breaks_connection();
-        }
-        result.map_err(ProxyError::Exec)
+        let result = match result {
+            Ok(r) => r,
+            Err(e) => {
+                conn.broken |= e.breaks_connection();
+                return Err(ProxyError::Exec(e));
+            }
+        };
+        // The write is committed (autocommit): a failure here must not turn it into an error.
+        let gtid = if want_gtid {
+            execute::gtid_after_write(&mut conn).unwrap_or_else(|e| {
+                log::warn!("Reading the GTID after a write failed error={e}");
+                None
+            })
+        } else {
+            None
+        };
+        Ok(Ran::Done { result, gtid })
     })
     .await
     .map_err(|e| ProxyError::Unexpected(e.to_string()))?
@@ -204,23 +242,34 @@ async fn handle_query(
     let mode = body.mode.unwrap_or(state.config.default_mode);
     ctx.kind = stmt.route().as_str();
     ctx.mode = mode.as_str();
+    if let Some(g) = &body.after_gtid {
+        wire::check_gtid(g)?;
+    }
     let tolerance = state.config.ping_tolerance;
-    let mut choice = route::choose(&state.cluster, stmt.route(), mode, tolerance, None);
+    let route = stmt.route();
+    let mut choice = route::choose(&state.cluster, route, mode, tolerance, None);
+    // Only a worker needs to catch up; the manager has every committed write.
+    let wait = |c: &route::Choice| match c.node.role {
+        crate::node::NodeRole::Worker => body.after_gtid.clone(),
+        crate::node::NodeRole::Manager => None,
+    };
+    let want_gtid = route == Route::Write;
     ctx.node = Some(choice.node.name().to_string());
-    let mut result = run_on(
+    let mut ran = run_on(
         state,
         choice.node.clone(),
         body.sql.clone(),
         body.params.clone(),
+        wait(&choice),
+        want_gtid,
     )
     .await;
-    if stmt.route() == Route::Read && result.as_ref().is_err_and(ProxyError::retryable_read) {
+    if route == Route::Read && ran.as_ref().is_err_and(ProxyError::retryable_read) {
         let failed = choice.node.name().to_string();
         log::warn!(
             "Read failed before executing, retrying request_id={} node={failed} error={:?}",
             ctx.request_id,
-            result
-                .as_ref()
+            ran.as_ref()
                 .err()
                 .map(|e| e.to_string())
                 .unwrap_or_default()
@@ -229,10 +278,43 @@ async fn handle_query(
         if mode != Mode::Direct {
             choice = route::choose(&state.cluster, Route::Read, mode, tolerance, Some(&failed));
             ctx.node = Some(choice.node.name().to_string());
-            result = run_on(state, choice.node.clone(), body.sql, body.params).await;
+            ran = run_on(
+                state,
+                choice.node.clone(),
+                body.sql.clone(),
+                body.params.clone(),
+                wait(&choice),
+                false,
+            )
+            .await;
         }
     }
-    let result = result?;
+    if matches!(ran, Ok(Ran::NotCaughtUp)) {
+        let lagging = choice.node.name().to_string();
+        choice = route::Choice {
+            node: state.cluster.manager.clone(),
+            fallback: Some(format!(
+                "{lagging} had not applied after_gtid within {} ms",
+                state.config.gtid_wait.as_millis()
+            )),
+        };
+        ctx.node = Some(choice.node.name().to_string());
+        ran = run_on(
+            state,
+            choice.node.clone(),
+            body.sql,
+            body.params,
+            None,
+            false,
+        )
+        .await;
+    }
+    let (result, gtid) = match ran? {
+        Ran::Done { result, gtid } => (result, gtid),
+        Ran::NotCaughtUp => {
+            return Err(ProxyError::Unexpected("the manager cannot lag".into()));
+        }
+    };
     Ok(QueryResponse {
         request_id: ctx.request_id.clone(),
         kind: stmt.route().as_str().to_string(),
@@ -241,6 +323,7 @@ async fn handle_query(
         role: choice.node.role.as_str().to_string(),
         fallback: choice.fallback,
         result,
+        gtid,
         duration_ms: started.elapsed().as_secs_f64() * 1e3,
     })
 }

@@ -49,6 +49,10 @@ pub struct QueryRequest {
     pub mode: Option<Mode>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+    /// Read-your-writes: a read runs on a worker only once it has applied this GTID position
+    /// (the `gtid` of an earlier write's response); otherwise on the manager.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after_gtid: Option<String>,
 }
 
 /// One statement of a `POST /transaction`.
@@ -100,6 +104,9 @@ pub struct QueryResponse {
     pub fallback: Option<String>,
     #[serde(flatten)]
     pub result: StatementResult,
+    /// After a write: the manager's GTID position including it, for `after_gtid`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gtid: Option<String>,
     pub duration_ms: f64,
 }
 
@@ -134,6 +141,25 @@ pub fn check_request_id(id: &str) -> Result<(), ApiError> {
     } else {
         Err(bad(format!(
             "request_id must be 1 to {MAX_REQUEST_ID_LEN} characters of [A-Za-z0-9-_.:/]"
+        )))
+    }
+}
+
+/// Longest accepted `after_gtid`.
+pub const MAX_GTID_LEN: usize = 4096;
+
+/// Checks an `after_gtid`: a MariaDB (`0-1-42,1-2-7`) or MySQL (`uuid:1-42,…`) GTID list.
+pub fn check_gtid(gtid: &str) -> Result<(), ApiError> {
+    let ok = !gtid.trim().is_empty()
+        && gtid.len() <= MAX_GTID_LEN
+        && gtid
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() || b"-:,\n ".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(bad(format!(
+            "after_gtid must be a GTID list of at most {MAX_GTID_LEN} characters (as in a write's `gtid`)"
         )))
     }
 }
@@ -246,6 +272,26 @@ mod tests {
         assert!(check_params(&[Value::from(1), Value::Null], 1).is_err());
         assert!(check_params(&[serde_json::json!([1])], 5).is_err());
         assert!(check_params(&[serde_json::json!({"a":1})], 5).is_err());
+    }
+
+    #[test]
+    fn gtid_lists() {
+        for ok in [
+            "0-1-42",
+            "0-1-42,1-2-7",
+            "3E11FA47-71CA-11E1-9E33-C80AA9429562:1-5,\n3E11FA47-71CA-11E1-9E33-C80AA9429563:1-9",
+        ] {
+            assert!(check_gtid(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            " ",
+            "0-1-42'; DROP",
+            "x-y-z",
+            &"1".repeat(MAX_GTID_LEN + 1),
+        ] {
+            assert!(check_gtid(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
