@@ -4,7 +4,7 @@ SHELL = bash -o pipefail
 .DEFAULT_GOAL = help
 
 CARGO ?= cargo
-APT_PACKAGES = mariadb-server mariadb-client curl jq sysbench iputils-ping iproute2 fonts-dejavu-core
+APT_PACKAGES = mariadb-server mariadb-client curl jq sysbench iputils-ping iproute2 fonts-dejavu-core python3
 
 ##@ General
 

@@ -15,7 +15,7 @@ VENV=${DEPLOY_VENV:-$ROOT/.local/venv-deploy}
 [[ $VENV = /* ]] || VENV=$ROOT/$VENV
 REQ=$ROOT/ansible/requirements.txt
 CONSTRAINTS=$ROOT/ansible/constraints.txt
-APT_PACKAGES=(mariadb-server mariadb-client sysbench packer openssh-client shellcheck)
+APT_PACKAGES=(mariadb-server mariadb-client sysbench packer openssh-client shellcheck python3 python3-venv)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
