@@ -110,18 +110,11 @@ pub fn wait_for_gtid(
     Ok(r == Some(0))
 }
 
-/// Rough wire size of a result: packet headers, column definitions, values.
-pub fn wire_size(r: &StatementResult) -> usize {
-    let values: usize = r
-        .rows
-        .iter()
-        .flatten()
-        .map(|v| match v {
-            Json::String(s) => s.len() + 1,
-            _ => 9,
-        })
-        .sum();
-    128 + r.columns.len() * 64 + r.rows.len() * 8 + values
+/// A statement's result, and roughly how many bytes the server sent for it (packet headers,
+/// column definitions, values), which the pool's recycling budget counts.
+pub struct Executed {
+    pub result: StatementResult,
+    pub received: usize,
 }
 
 /// Runs `sql` with `params` (text protocol without params, prepared statement with them).
@@ -130,7 +123,7 @@ pub fn run<Q: Queryable>(
     sql: &str,
     params: &[Json],
     limits: &Limits,
-) -> Result<StatementResult, ExecError> {
+) -> Result<Executed, ExecError> {
     if params.is_empty() {
         collect(q.query_iter(sql)?, limits)
     } else {
@@ -141,7 +134,7 @@ pub fn run<Q: Queryable>(
 fn collect<P: Protocol>(
     mut result: QueryResult<'_, '_, '_, P>,
     limits: &Limits,
-) -> Result<StatementResult, ExecError> {
+) -> Result<Executed, ExecError> {
     let mut out = StatementResult::default();
     let mut bytes = 0usize;
     // An OK-only result (INSERT, UPDATE…) carries its counts before iteration moves past it.
@@ -190,7 +183,11 @@ fn collect<P: Protocol>(
         }
     }
     // Further result sets (a CALL's status, say) are drained when `result` drops.
-    Ok(out)
+    let received = 128 + out.columns.len() * 64 + out.rows.len() * 8 + bytes;
+    Ok(Executed {
+        result: out,
+        received,
+    })
 }
 
 fn value_size(v: &mysql::Value) -> usize {

@@ -169,11 +169,13 @@ async fn run_on(
                 }
             }
         }
-        let result = execute::run(&mut conn.conn, &sql, &params, &limits);
-        conn.touch(result.as_ref().map_or(256, execute::wire_size));
-        let result = match result {
-            Ok(r) => r,
+        let result = match execute::run(&mut conn.conn, &sql, &params, &limits) {
+            Ok(done) => {
+                conn.touch(done.received);
+                done.result
+            }
             Err(e) => {
+                conn.touch(256);
                 conn.broken |= e.breaks_connection();
                 return Err(ProxyError::Exec(e));
             }
@@ -384,19 +386,20 @@ async fn handle_transaction(
                 .start_transaction(mysql::TxOpts::default())
                 .map_err(|e| (None, execute::ExecError::from(e)))?;
             let mut results = Vec::with_capacity(body.statements.len());
+            let mut received = 0;
             for (i, s) in body.statements.iter().enumerate() {
                 // On error `tx` drops here and rolls back.
-                results.push(
-                    execute::run(&mut tx, &s.sql, &s.params, &limits).map_err(|e| (Some(i), e))?,
-                );
+                let done =
+                    execute::run(&mut tx, &s.sql, &s.params, &limits).map_err(|e| (Some(i), e))?;
+                received += done.received;
+                results.push(done.result);
             }
             tx.commit()
                 .map_err(|e| (None, execute::ExecError::from(e)))?;
-            Ok(results)
+            Ok((results, received))
         })();
-        conn.touch(outcome.as_ref().map_or(256, |rs: &Vec<StatementResult>| {
-            rs.iter().map(execute::wire_size).sum()
-        }));
+        conn.touch(outcome.as_ref().map_or(256, |(_, received)| *received));
+        let outcome = outcome.map(|(results, _)| results);
         outcome.map_err(|(i, e)| {
             conn.broken |= e.breaks_connection();
             match (i, ProxyError::Exec(e).into_api()) {
