@@ -192,7 +192,7 @@ impl Config {
         })
     }
 
-    /// The environment a local cluster's proxy needs, besides secrets (used by `make up` docs).
+    /// The variables that have no default and must be set.
     pub fn required_vars() -> [&'static str; 3] {
         [TOKEN, DB_PASSWORD, MONITOR_PASSWORD]
     }

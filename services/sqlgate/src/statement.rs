@@ -486,7 +486,7 @@ impl Statement {
             .count();
 
         let reason = if category == Category::Query {
-            read_blocker(sql, &tokens, &words)
+            read_blocker(&tokens, &words)
         } else {
             Some(format!("{} statement", first_word.to_ascii_lowercase()))
         };
@@ -628,7 +628,7 @@ fn check_denied(tokens: &[Token], words: &[Option<String>]) -> Result<(), SqlErr
 }
 
 /// Returns why a query-category statement may not run on a replica, or `None` if it may.
-fn read_blocker(sql: &str, tokens: &[Token], words: &[Option<String>]) -> Option<String> {
+fn read_blocker(tokens: &[Token], words: &[Option<String>]) -> Option<String> {
     let flat: Vec<&str> = words.iter().map(|w| w.as_deref().unwrap_or("")).collect();
     for (i, w) in flat.iter().enumerate() {
         let next = flat.get(i + 1).copied().unwrap_or("");
@@ -644,7 +644,11 @@ fn read_blocker(sql: &str, tokens: &[Token], words: &[Option<String>]) -> Option
         return Some("user-variable assignment".into());
     }
     let dialect = MySqlDialect {};
-    let parsed = match Parser::parse_sql(&dialect, sql) {
+    // The tokens are already there: parse them rather than tokenizing the text again.
+    let parsed = match Parser::new(&dialect)
+        .with_tokens(tokens.to_vec())
+        .parse_statements()
+    {
         Ok(p) => p,
         Err(e) => return Some(format!("not understood by the parser: {e}")),
     };
