@@ -293,36 +293,36 @@ cmd_start() {
   log "cluster up ($FLAVOR): manager 127.0.0.1:$MANAGER_PORT, workers ${WORKER_PORTS[*]}"
 }
 
+# Stops one node: TERM, then KILL if it has not exited within 60 s.
+stop_node() {
+  local node=$1 pid i
+  pid=$(running_pid "$node") || return 0
+  log "stopping $node (pid $pid)"
+  kill -TERM "$pid" 2>/dev/null || true
+  for i in $(seq 1 120); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.5; done
+  log "$node did not stop in 60 s: killing it"
+  kill -KILL "$pid" 2>/dev/null || true
+}
+
 cmd_stop() {
   if [ -z "${SQLGATE_WATCHER:-}" ] && [ -s "$DIR/watcher.pid" ]; then
     kill "$(cat "$DIR/watcher.pid")" 2>/dev/null || true
     rm -f "$DIR/watcher.pid"
   fi
-  local node pid i
-  for entry in "${NODES[@]}"; do read -r node _ _ <<<"$entry";
-    pid=$(running_pid "$node") || continue
-    log "stopping $node (pid $pid)"
-    kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 1 120); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
-    if kill -0 "$pid" 2>/dev/null; then
-      log "$node did not stop in 60 s: killing it"
-      kill -KILL "$pid" 2>/dev/null || true
-    fi
-  done
+  local node
+  for entry in "${NODES[@]}"; do read -r node _ _ <<<"$entry"; stop_node "$node"; done
 }
 
 cmd_stop_node() {
-  local want=$1 node pid i found=0
+  local want=$1 node
   for entry in "${NODES[@]}"; do read -r node _ _ <<<"$entry"
-    [ "$node" = "$want" ] || continue
-    found=1
-    pid=$(running_pid "$node") || { log "$node is not running"; return 0; }
-    log "stopping $node (pid $pid)"
-    kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 1 120); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.5; done
-    kill -KILL "$pid" 2>/dev/null || true
+    if [ "$node" = "$want" ]; then
+      running_pid "$node" >/dev/null || log "$node is not running"
+      stop_node "$node"
+      return 0
+    fi
   done
-  [ "$found" = 1 ] || die "no node named $want"
+  die "no node named $want"
 }
 
 cmd_status() {
