@@ -9,6 +9,8 @@
 #   SQLGATE_MANAGER_PORT  manager port                     (3307)
 #   SQLGATE_WORKER_PORTS  worker ports, space-separated    ("3308 3309")
 #   SQLGATE_REPLICATION   1: users, schema, replication; 0: bare GTID-ready instances only
+#   SQLGATE_APP_SCHEMAS   application schemas the sqlgate accounts are granted on
+#                         ("sakila app sbtest": the sample, yours (empty), the benchmarks')
 #   SQLGATE_WATCH_PID     stop the cluster when this process exits (tests)
 #   SQLGATE_WATCH_CLEANUP 1: and then delete the state directory
 #
@@ -24,6 +26,10 @@ DIR=$(cd "$DIR" && pwd)
 MANAGER_PORT=${SQLGATE_MANAGER_PORT:-3307}
 read -r -a WORKER_PORTS <<<"${SQLGATE_WORKER_PORTS:-3308 3309}"
 REPLICATION=${SQLGATE_REPLICATION:-1}
+read -r -a APP_SCHEMAS <<<"${SQLGATE_APP_SCHEMAS:-sakila app sbtest}"
+for s in "${APP_SCHEMAS[@]}"; do
+  [[ $s =~ ^[A-Za-z0-9_]+$ ]] || { printf 'cluster: error: bad schema name in SQLGATE_APP_SCHEMAS: %s\n' "$s" >&2; exit 64; }
+done
 SECRETS=$DIR/secrets.env
 
 log() { printf 'cluster: %s\n' "$*" >&2; }
@@ -106,6 +112,7 @@ write_cnf() {
     echo "innodb_log_file_size=16M"
     echo "max_connections=300"
     echo "performance_schema=OFF"
+    echo "local_infile=OFF"
     if [ "$FLAVOR" = mariadb ]; then
       echo "gtid_strict_mode=ON"
       echo "log_slave_updates=ON"
@@ -166,16 +173,16 @@ start_node() {
 
 random_secret() { head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
 
+SECRET_NAMES="REPL_PASSWORD READ_PASSWORD WRITE_PASSWORD ADMIN_PASSWORD MONITOR_PASSWORD SBTEST_PASSWORD PROXY_TOKEN"
+
+# Creates the secrets file, or adds the secrets a newer version needs to an existing one.
 ensure_secrets() {
-  [ -s "$SECRETS" ] && return 0
+  local name
   ( umask 077
-    {
-      echo "REPL_PASSWORD=$(random_secret)"
-      echo "APP_PASSWORD=$(random_secret)"
-      echo "MONITOR_PASSWORD=$(random_secret)"
-      echo "SBTEST_PASSWORD=$(random_secret)"
-      echo "PROXY_TOKEN=$(random_secret)"
-    } >"$SECRETS.tmp" && mv "$SECRETS.tmp" "$SECRETS" )
+    touch "$SECRETS"
+    for name in $SECRET_NAMES; do
+      grep -q "^$name=" "$SECRETS" || echo "$name=$(random_secret)" >>"$SECRETS"
+    done )
 }
 
 load_secrets() {
@@ -184,25 +191,43 @@ load_secrets() {
   . "$SECRETS"
 }
 
+# The three accounts the proxy runs statements as, one per key role, each with exactly these
+# privileges on the application schemas and nothing anywhere else (docs/security.md).
+READ_PRIVILEGES="SELECT, SHOW VIEW"
+WRITE_PRIVILEGES="$READ_PRIVILEGES, INSERT, UPDATE, DELETE"
+ADMIN_PRIVILEGES="$WRITE_PRIVILEGES, CREATE, DROP, ALTER, INDEX, CREATE VIEW, REFERENCES"
+
+# SQL that (re)creates one account with exactly `privileges` on every application schema:
+# everything it had before is revoked first, so a re-run also removes stray grants.
+account_sql() {
+  local user=$1 password=$2 privileges=$3 s
+  echo "CREATE USER IF NOT EXISTS '$user'@'127.0.0.1' IDENTIFIED BY '$password';"
+  echo "ALTER USER '$user'@'127.0.0.1' IDENTIFIED BY '$password';"
+  echo "REVOKE ALL PRIVILEGES, GRANT OPTION FROM '$user'@'127.0.0.1';"
+  for s in "${APP_SCHEMAS[@]}"; do
+    echo "GRANT $privileges ON \`$s\`.* TO '$user'@'127.0.0.1';"
+  done
+}
+
 bootstrap_manager() {
   local monitor_grant="REPLICATION CLIENT"
   if [ "$FLAVOR" = mariadb ]; then monitor_grant="SLAVE MONITOR"; fi
   local names="'PENELOPE','NICK','ED','JENNIFER','JOHNNY','BETTE','GRACE','MATTHEW','JOE','CHRISTIAN','ZERO','KARL','UMA','VIVIEN','CUBA','FRED','HELEN','DAN','BOB','LUCILLE'"
   local surnames="'GUINESS','WAHLBERG','CHASE','DAVIS','LOLLOBRIGIDA','NICHOLSON','MOSTEL','JOHANSSON','SWANK','GABLE','CAGE','BERRY','WOOD','BERGEN','OLIVIER','COSTNER','VOIGHT','TORN','FAWCETT','TRACY'"
   sql manager <<SQL
-CREATE DATABASE IF NOT EXISTS sakila;
-CREATE DATABASE IF NOT EXISTS sqlgate;
+$(for s in "${APP_SCHEMAS[@]}"; do echo "CREATE DATABASE IF NOT EXISTS \`$s\`;"; done)
 CREATE DATABASE IF NOT EXISTS sbtest;
 CREATE USER IF NOT EXISTS 'repl'@'127.0.0.1' IDENTIFIED BY '$REPL_PASSWORD';
 GRANT REPLICATION SLAVE ON *.* TO 'repl'@'127.0.0.1';
-CREATE USER IF NOT EXISTS 'sqlgate_app'@'127.0.0.1' IDENTIFIED BY '$APP_PASSWORD';
-GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, ALTER, INDEX, CREATE VIEW, SHOW VIEW, REFERENCES ON sakila.* TO 'sqlgate_app'@'127.0.0.1';
-GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, ALTER, INDEX, CREATE VIEW, SHOW VIEW, REFERENCES ON sqlgate.* TO 'sqlgate_app'@'127.0.0.1';
+DROP USER IF EXISTS 'sqlgate_app'@'127.0.0.1';
+$(account_sql sqlgate_read "$READ_PASSWORD" "$READ_PRIVILEGES")
+$(account_sql sqlgate_write "$WRITE_PASSWORD" "$WRITE_PRIVILEGES")
+$(account_sql sqlgate_admin "$ADMIN_PASSWORD" "$ADMIN_PRIVILEGES")
 CREATE USER IF NOT EXISTS 'sqlgate_monitor'@'127.0.0.1' IDENTIFIED BY '$MONITOR_PASSWORD';
-GRANT $monitor_grant, PROCESS ON *.* TO 'sqlgate_monitor'@'127.0.0.1';
+REVOKE ALL PRIVILEGES, GRANT OPTION FROM 'sqlgate_monitor'@'127.0.0.1';
+GRANT $monitor_grant ON *.* TO 'sqlgate_monitor'@'127.0.0.1';
 CREATE USER IF NOT EXISTS 'sbtest'@'127.0.0.1' IDENTIFIED BY '$SBTEST_PASSWORD';
 GRANT ALL ON sbtest.* TO 'sbtest'@'127.0.0.1';
-GRANT SELECT ON sbtest.* TO 'sqlgate_app'@'127.0.0.1';
 CREATE TABLE IF NOT EXISTS sakila.actor (
   actor_id SMALLINT UNSIGNED NOT NULL AUTO_INCREMENT,
   first_name VARCHAR(45) NOT NULL,

@@ -158,7 +158,7 @@ pub struct SeedArgs {
     #[arg(long, value_delimiter = ',', value_parser = parse_mode)]
     pub modes: Vec<Mode>,
     /// The table the run writes to, created if missing (with ADMIN_API_KEY or the local admin key).
-    #[arg(long, default_value = "sqlgate.loadtest")]
+    #[arg(long, default_value = "app.loadtest")]
     pub table: String,
     /// How long replicas may take to show every row before the count reports a mismatch.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]

@@ -452,7 +452,7 @@ mod tests {
             started_at: "2026-01-01T00:00:00Z".into(),
             gatekeeper: "http://127.0.0.1:8080".into(),
             run_id: "run".into(),
-            table: "sqlgate.loadtest".into(),
+            table: "app.loadtest".into(),
             requests_per_phase: 4,
             load: Load::Closed { concurrency: 1 },
             rows,

@@ -320,10 +320,10 @@ mod tests {
     #[test]
     fn table_names_are_checked_before_reaching_sql() {
         let cases = [
-            ("sqlgate.loadtest", true, "schema.table"),
-            ("sqlgate.load_test2", true, "underscores and digits"),
+            ("app.loadtest", true, "schema.table"),
+            ("app.load_test2", true, "underscores and digits"),
             ("loadtest", false, "no schema"),
-            ("sqlgate.loadtest; DROP TABLE x", false, "injection"),
+            ("app.loadtest; DROP TABLE x", false, "injection"),
             ("sqlgate.", false, "empty table"),
             ("a.b.c", false, "three parts"),
         ];

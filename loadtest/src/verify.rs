@@ -286,7 +286,7 @@ mod tests {
         ];
         for c in cases {
             let want = Expectation {
-                table: "sqlgate.loadtest",
+                table: "app.loadtest",
                 run_id: "r",
                 acknowledged: c.acked,
                 maybe_executed: c.maybe,

@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 const REQUESTS: u64 = 40;
-const TABLE: &str = "sqlgate.loadtest";
+const TABLE: &str = "app.loadtest";
 
 fn is_png(bytes: &[u8]) -> bool {
     // Signature, then the IHDR chunk with a non-zero width and height, and an IEND at the end.

@@ -50,6 +50,7 @@ impl Forwarder {
         path: &str,
         request_id: &str,
         key_id: &str,
+        role: sqlgate::Role,
         body: Vec<u8>,
     ) -> Result<Upstream, ApiError> {
         let resp = self
@@ -58,6 +59,7 @@ impl Forwarder {
             .header(TOKEN_HEADER, self.token.expose())
             .header(REQUEST_ID_HEADER, request_id)
             .header(KEY_ID_HEADER, key_id)
+            .header(sqlgate::wire::ROLE_HEADER, role.as_str())
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body)
             .send()

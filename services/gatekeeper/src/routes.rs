@@ -62,29 +62,29 @@ async fn handle(
     state: web::Data<State>,
 ) -> HttpResponse {
     let started = Instant::now();
+    // The client's id once the body names a valid one; a fresh one for every error before.
     let mut request_id: Option<String> = None;
     let mut who: Option<Identity> = None;
     let mut node: Option<String> = None;
     let result = async {
+        // A header that is present but not ASCII is a wrong key, not a missing one.
         let header = req
             .headers()
             .get(API_KEY_HEADER)
-            .and_then(|v| v.to_str().ok());
+            .map(|v| v.to_str().unwrap_or(""));
         let id = state.keys.authenticate(header)?;
         who = Some(id.clone());
         state.limiter.check(&id.key_id)?;
         let body = sqlgate::body::read_json(&req, payload, state.config.max_body_bytes).await?;
         let (rid, forward_body) = match endpoint {
             Endpoint::Query => {
-                let (q, _) = validate::query(&state, id.role, &body)?;
+                let (q, _) = validate::query(&state, id.role, &body, &mut request_id)?;
                 let rid = q.request_id.clone().unwrap_or_default();
-                request_id = Some(rid.clone());
                 (rid, serde_json::to_vec(&q))
             }
             Endpoint::Transaction => {
-                let t = validate::transaction(&state, id.role, &body)?;
+                let t = validate::transaction(&state, id.role, &body, &mut request_id)?;
                 let rid = t.request_id.clone().unwrap_or_default();
-                request_id = Some(rid.clone());
                 (rid, serde_json::to_vec(&t))
             }
         };
@@ -96,6 +96,7 @@ async fn handle(
                 &format!("/{}", endpoint.name()),
                 &rid,
                 &id.key_id,
+                id.role,
                 forward_body,
             )
             .await?;
@@ -113,8 +114,9 @@ async fn handle(
             r.body(up.body)
         }
         Err(mut e) => {
+            let rid = request_id.get_or_insert_with(sqlgate::wire::new_request_id);
             if e.request_id.is_none() {
-                e.request_id = request_id.clone();
+                e.request_id = Some(rid.clone());
             }
             e.error_response()
         }

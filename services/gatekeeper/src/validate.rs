@@ -16,17 +16,26 @@ fn statement(
     Ok(stmt)
 }
 
+/// The request id a validated body carries: the client's when valid, else a fresh one. It is
+/// recorded in `seen` before any later check, so every error can name it.
+fn request_id(given: &Option<String>, seen: &mut Option<String>) -> Result<String, ApiError> {
+    if let Some(id) = given {
+        wire::check_request_id(id)?;
+    }
+    let id = given.clone().unwrap_or_else(wire::new_request_id);
+    *seen = Some(id.clone());
+    Ok(id)
+}
+
 /// Validates a `/query` body; fills in the request id.
 pub fn query(
     state: &State,
     role: Role,
     body: &[u8],
+    seen: &mut Option<String>,
 ) -> Result<(QueryRequest, Statement), ApiError> {
     let mut req: QueryRequest = wire::parse_json(body)?;
-    match &req.request_id {
-        Some(id) => wire::check_request_id(id)?,
-        None => req.request_id = Some(wire::new_request_id()),
-    }
+    req.request_id = Some(request_id(&req.request_id, seen)?);
     if let Some(g) = &req.after_gtid {
         wire::check_gtid(g)?;
     }
@@ -35,12 +44,14 @@ pub fn query(
 }
 
 /// Validates a `/transaction` body; fills in the request id.
-pub fn transaction(state: &State, role: Role, body: &[u8]) -> Result<TransactionRequest, ApiError> {
+pub fn transaction(
+    state: &State,
+    role: Role,
+    body: &[u8],
+    seen: &mut Option<String>,
+) -> Result<TransactionRequest, ApiError> {
     let mut req: TransactionRequest = wire::parse_json(body)?;
-    match &req.request_id {
-        Some(id) => wire::check_request_id(id)?,
-        None => req.request_id = Some(wire::new_request_id()),
-    }
+    req.request_id = Some(request_id(&req.request_id, seen)?);
     let max = state.config.max_tx_statements;
     if req.statements.is_empty() || req.statements.len() > max {
         return Err(ApiError::new(
@@ -49,7 +60,9 @@ pub fn transaction(state: &State, role: Role, body: &[u8]) -> Result<Transaction
         ));
     }
     for (i, s) in req.statements.iter().enumerate() {
-        statement(state, role, &s.sql, &s.params).map_err(|e| e.with_statement_index(i))?;
+        statement(state, role, &s.sql, &s.params)
+            .and_then(|stmt| Ok(stmt.check_in_transaction()?))
+            .map_err(|e| e.with_statement_index(i))?;
     }
     Ok(req)
 }

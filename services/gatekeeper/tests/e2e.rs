@@ -13,7 +13,7 @@ async fn stack() -> Stack {
 
 /// A table of its own for each test, created with the admin key.
 async fn table(s: &Stack, name: &str, columns: &str) -> String {
-    let t = format!("sqlgate.{name}");
+    let t = format!("app.{name}");
     let (st, body) = s
         .query(
             &s.keys.admin,
@@ -156,7 +156,7 @@ async fn locking_and_session_reads_go_to_the_manager() {
 async fn params_are_bound_never_interpolated() {
     let s = stack().await;
     let t = table(&s, "e2e_params", "id INT PRIMARY KEY, v VARCHAR(100)").await;
-    let evil = "x'); DROP TABLE sqlgate.e2e_params; --";
+    let evil = "x'); DROP TABLE app.e2e_params; --";
     let (st, body) = s
         .query(
             &s.keys.write,
@@ -273,7 +273,7 @@ async fn roles_limit_what_a_key_may_run() {
         ),
         (
             &s.keys.write,
-            "CREATE TABLE sqlgate.nope (a INT)".to_string(),
+            "CREATE TABLE app.nope (a INT)".to_string(),
             403,
             "write key CREATE",
         ),
@@ -357,7 +357,7 @@ async fn bad_requests_get_clear_errors() {
             "bad request id",
         ),
         (
-            json!({"sql": "SELECT * FROM sqlgate.no_such_table"}),
+            json!({"sql": "SELECT * FROM app.no_such_table"}),
             422,
             "sql_error",
             "missing table",
@@ -377,7 +377,7 @@ async fn bad_requests_get_clear_errors() {
         .post(
             "/query",
             k,
-            &json!({"sql": "SELECT * FROM sqlgate.no_such_table"}),
+            &json!({"sql": "SELECT * FROM app.no_such_table"}),
         )
         .await;
     assert_eq!(
@@ -617,7 +617,7 @@ async fn metrics_are_private_and_count_requests() {
     for want in [
         "sqlgate_proxy_requests_total{endpoint=\"query\",node=\"worker-",
         "sqlgate_proxy_request_duration_seconds_bucket",
-        "sqlgate_proxy_pool_connections{node=\"manager\",state=\"idle\"}",
+        "sqlgate_proxy_pool_connections{node=\"manager\",account=\"read\",state=\"idle\"}",
         "sqlgate_proxy_node_eligible{node=\"worker-2\",role=\"worker\"} 1",
     ] {
         assert!(text.contains(want), "missing {want} in\n{text}");

@@ -51,7 +51,7 @@ async fn node_failures() {
             ..Options::default()
         };
         let s = Stack::start(&cluster, opts).await.unwrap();
-        let t = "sqlgate.ryw";
+        let t = "app.ryw";
         let (st, body) = s
             .query(
                 &s.keys.admin,
@@ -172,7 +172,7 @@ async fn node_failures() {
 
     // 5. The manager stops: writes fail with 503 (never retried elsewhere), the proxy is not
     // ready, and reads still work from the workers.
-    let t = "sqlgate.failover_t";
+    let t = "app.failover_t";
     let (st, body) = s
         .query(
             &s.keys.admin,

@@ -9,8 +9,13 @@ pub const LISTEN: &str = "PROXY_LISTEN";
 pub const TOKEN: &str = "PROXY_TOKEN";
 pub const MANAGER: &str = "PROXY_MANAGER";
 pub const WORKERS: &str = "PROXY_WORKERS";
-pub const DB_USER: &str = "PROXY_DB_USER";
-pub const DB_PASSWORD: &str = "PROXY_DB_PASSWORD";
+pub const READ_USER: &str = "PROXY_READ_USER";
+pub const READ_PASSWORD: &str = "PROXY_READ_PASSWORD";
+pub const WRITE_USER: &str = "PROXY_WRITE_USER";
+pub const WRITE_PASSWORD: &str = "PROXY_WRITE_PASSWORD";
+pub const ADMIN_USER: &str = "PROXY_ADMIN_USER";
+pub const ADMIN_PASSWORD: &str = "PROXY_ADMIN_PASSWORD";
+pub const APP_SCHEMAS: &str = "PROXY_APP_SCHEMAS";
 pub const MONITOR_USER: &str = "PROXY_MONITOR_USER";
 pub const MONITOR_PASSWORD: &str = "PROXY_MONITOR_PASSWORD";
 pub const DEFAULT_MODE: &str = "PROXY_DEFAULT_MODE";
@@ -31,6 +36,32 @@ pub const HTTP_WORKERS: &str = "PROXY_HTTP_WORKERS";
 pub const RTT_PROBE: &str = "PROXY_RTT_PROBE";
 pub const CONN_RECYCLE_BYTES: &str = "PROXY_CONN_RECYCLE_BYTES";
 pub const GTID_WAIT_MS: &str = "PROXY_GTID_WAIT_MS";
+
+/// A database account the proxy connects as.
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub user: String,
+    pub password: Secret,
+}
+
+/// One account per access level: `read` (SELECT, SHOW VIEW), `write` (also INSERT, UPDATE,
+/// DELETE), `admin` (also DDL), all on the application schemas only.
+#[derive(Debug, Clone)]
+pub struct Accounts {
+    pub read: Account,
+    pub write: Account,
+    pub admin: Account,
+}
+
+impl Accounts {
+    pub fn get(&self, level: sqlgate::Role) -> &Account {
+        match level {
+            sqlgate::Role::Read => &self.read,
+            sqlgate::Role::Write => &self.write,
+            sqlgate::Role::Admin => &self.admin,
+        }
+    }
+}
 
 /// How the `ping` mode measures round-trip times.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,8 +124,10 @@ pub struct Config {
     pub token: Secret,
     pub manager: NodeAddr,
     pub workers: Vec<NodeAddr>,
-    pub db_user: String,
-    pub db_password: Secret,
+    /// The database accounts statements run as, one per access level (see `account`).
+    pub accounts: Accounts,
+    /// The application schemas the accounts are granted on (shown in `/ready`).
+    pub app_schemas: Vec<String>,
     pub monitor_user: String,
     pub monitor_password: Secret,
     pub default_mode: Mode,
@@ -153,8 +186,25 @@ impl Config {
             token,
             manager,
             workers,
-            db_user: get_or(env, DB_USER, "sqlgate_app".to_string())?,
-            db_password: required_secret(env, DB_PASSWORD)?,
+            accounts: Accounts {
+                read: Account {
+                    user: get_or(env, READ_USER, "sqlgate_read".to_string())?,
+                    password: required_secret(env, READ_PASSWORD)?,
+                },
+                write: Account {
+                    user: get_or(env, WRITE_USER, "sqlgate_write".to_string())?,
+                    password: required_secret(env, WRITE_PASSWORD)?,
+                },
+                admin: Account {
+                    user: get_or(env, ADMIN_USER, "sqlgate_admin".to_string())?,
+                    password: required_secret(env, ADMIN_PASSWORD)?,
+                },
+            },
+            app_schemas: get_or(env, APP_SCHEMAS, "sakila,app".to_string())?
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect(),
             monitor_user: get_or(env, MONITOR_USER, "sqlgate_monitor".to_string())?,
             monitor_password: required_secret(env, MONITOR_PASSWORD)?,
             default_mode,
@@ -193,8 +243,14 @@ impl Config {
     }
 
     /// The variables that have no default and must be set.
-    pub fn required_vars() -> [&'static str; 3] {
-        [TOKEN, DB_PASSWORD, MONITOR_PASSWORD]
+    pub fn required_vars() -> [&'static str; 5] {
+        [
+            TOKEN,
+            READ_PASSWORD,
+            WRITE_PASSWORD,
+            ADMIN_PASSWORD,
+            MONITOR_PASSWORD,
+        ]
     }
 }
 
@@ -212,7 +268,9 @@ mod tests {
 
     const BASE: &[(&str, &str)] = &[
         (TOKEN, "0123456789abcdef0123"),
-        (DB_PASSWORD, "pw"),
+        (READ_PASSWORD, "pw"),
+        (WRITE_PASSWORD, "pw"),
+        (ADMIN_PASSWORD, "pw"),
         (MONITOR_PASSWORD, "pw2"),
     ];
 

@@ -22,12 +22,11 @@ pub enum ProxyError {
 }
 
 impl ProxyError {
-    /// Whether a read may be retried on another node: it never reached a server.
+    /// Whether a read may be retried on another node: only when it never reached a server
+    /// (no connection could be had). A statement that was sent may have run, or may still be
+    /// running; running it again elsewhere would run it twice.
     pub fn retryable_read(&self) -> bool {
-        matches!(
-            self,
-            ProxyError::NodeUnavailable { .. } | ProxyError::Exec(ExecError::Connection(_))
-        )
+        matches!(self, ProxyError::NodeUnavailable { .. })
     }
 
     /// The label used for the outcome in metrics.
@@ -35,7 +34,7 @@ impl ProxyError {
         match self {
             ProxyError::Client(_) => "client_error",
             ProxyError::Exec(ExecError::Sql { .. }) => "sql_error",
-            ProxyError::Exec(ExecError::Timeout(_)) => "timeout",
+            ProxyError::Exec(ExecError::Timeout(_) | ExecError::Deadline(_)) => "timeout",
             ProxyError::Exec(ExecError::TooLarge(_)) => "too_large",
             ProxyError::Exec(ExecError::Connection(_)) | ProxyError::NodeUnavailable { .. } => {
                 "unavailable"
@@ -44,7 +43,13 @@ impl ProxyError {
         }
     }
 
-    pub fn into_api(self) -> ApiError {
+    /// The error the client sees. Upstream failures carry a fixed message; what the driver
+    /// said goes to the log only (with the request id), never into a response.
+    pub fn into_api(self, request_id: &str) -> ApiError {
+        let hidden = |code: ErrorCode, message: &str, detail: &dyn std::fmt::Display| {
+            log::warn!("Database failure request_id={request_id} error={detail}");
+            ApiError::new(code, message)
+        };
         match self {
             ProxyError::Client(e) => e,
             ProxyError::Exec(ExecError::Sql {
@@ -52,27 +57,18 @@ impl ProxyError {
                 state,
                 message,
             }) => ApiError::sql(code, state, message),
-            ProxyError::Exec(ExecError::Timeout(m)) => ApiError::new(ErrorCode::Timeout, m),
+            ProxyError::Exec(ExecError::Timeout(m) | ExecError::Deadline(m)) => {
+                hidden(ErrorCode::Timeout, "statement timed out", &m)
+            }
             ProxyError::Exec(ExecError::TooLarge(m)) => ApiError::new(ErrorCode::ResultTooLarge, m),
             ProxyError::Exec(ExecError::Connection(m)) => {
-                if m.to_ascii_lowercase().contains("timed out") {
-                    ApiError::new(
-                        ErrorCode::Timeout,
-                        format!("database did not answer in time: {m}"),
-                    )
-                } else {
-                    ApiError::new(
-                        ErrorCode::Unavailable,
-                        format!("database connection failed: {m}"),
-                    )
-                    .with_retry_after(1)
-                }
+                hidden(ErrorCode::Unavailable, "database unavailable", &m).with_retry_after(1)
             }
             e @ ProxyError::NodeUnavailable { .. } => {
-                ApiError::new(ErrorCode::Unavailable, e.to_string()).with_retry_after(1)
+                hidden(ErrorCode::Unavailable, "no node can serve", &e).with_retry_after(1)
             }
             ProxyError::Unexpected(m) => {
-                log::error!("Unexpected failure error={m:?}");
+                log::error!("Unexpected failure request_id={request_id} error={m:?}");
                 ApiError::new(ErrorCode::Internal, "internal error")
             }
         }

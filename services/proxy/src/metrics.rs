@@ -33,6 +33,8 @@ pub struct NodeLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PoolLabels {
     pub node: String,
+    /// The database account the pool connects as.
+    pub account: &'static str,
     pub state: &'static str,
 }
 
@@ -139,17 +141,20 @@ impl Metrics {
             self.in_flight
                 .get_or_create(&labels)
                 .set(node.in_flight() as i64);
-            let state = node.pool.state();
-            for (s, n) in [
-                ("idle", state.idle_connections),
-                ("in_use", state.connections - state.idle_connections),
-            ] {
-                self.pool
-                    .get_or_create(&PoolLabels {
-                        node: node.name().to_string(),
-                        state: s,
-                    })
-                    .set(i64::from(n));
+            for (account, pool) in node.pools() {
+                let state = pool.state();
+                for (s, n) in [
+                    ("idle", state.idle_connections),
+                    ("in_use", state.connections - state.idle_connections),
+                ] {
+                    self.pool
+                        .get_or_create(&PoolLabels {
+                            node: node.name().to_string(),
+                            account: account.as_str(),
+                            state: s,
+                        })
+                        .set(i64::from(n));
+                }
             }
         }
         let mut out = String::new();

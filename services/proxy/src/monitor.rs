@@ -136,7 +136,7 @@ async fn watch(node: Arc<Node>, opts: OptsBuilder, interval: Duration, max_lag: 
                 conn = Some(c);
                 Ok(obs)
             }
-            Ok(Err(e)) => Err(format!("unreachable: {e}")),
+            Ok(Err(e)) => Err(e.to_string()),
             Err(e) => Err(format!("monitor task failed: {e}")),
         };
         let before = node.health();
@@ -146,6 +146,7 @@ async fn watch(node: Arc<Node>, opts: OptsBuilder, interval: Duration, max_lag: 
             match &outcome {
                 Ok(obs) => {
                     h.reachable = true;
+                    h.error = None;
                     h.version = Some(obs.version.clone());
                     h.flavor = Some(Flavor::from_version(&obs.version));
                     h.read_only = Some(obs.read_only);
@@ -156,10 +157,13 @@ async fn watch(node: Arc<Node>, opts: OptsBuilder, interval: Duration, max_lag: 
                     h.eligible = verdict.is_ok();
                     h.reason = verdict.err();
                 }
-                Err(reason) => {
+                Err(detail) => {
                     h.reachable = false;
                     h.eligible = false;
-                    h.reason = Some(reason.clone());
+                    // The reason reaches clients (a read's `fallback`): a fixed word. What the
+                    // driver said stays on the proxy's private `/ready` and in its log.
+                    h.reason = Some("unreachable".to_string());
+                    h.error = Some(detail.clone());
                     h.io_running = None;
                     h.sql_running = None;
                     h.lag_seconds = None;
@@ -172,10 +176,11 @@ async fn watch(node: Arc<Node>, opts: OptsBuilder, interval: Duration, max_lag: 
                 log::info!("Node eligible node={} role={}", node.name(), role.as_str());
             } else {
                 log::warn!(
-                    "Node not eligible node={} role={} reason={:?}",
+                    "Node not eligible node={} role={} reason={:?} error={:?}",
                     node.name(),
                     role.as_str(),
-                    after.reason.as_deref().unwrap_or("")
+                    after.reason.as_deref().unwrap_or(""),
+                    after.error.as_deref().unwrap_or("")
                 );
             }
         }

@@ -5,7 +5,7 @@ use crate::pool::{self, Flavor, Pool};
 use serde::Serialize;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// The part a node plays in the cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -32,8 +32,10 @@ pub struct Health {
     pub reachable: bool,
     /// May serve requests of its role (reads, for a worker).
     pub eligible: bool,
-    /// Why it is not eligible.
+    /// Why it is not eligible, in words fit for a client (`unreachable`, `lag 9s …`).
     pub reason: Option<String>,
+    /// The last connection error, for operators only (the proxy's `/ready` and log).
+    pub error: Option<String>,
     pub version: Option<String>,
     pub flavor: Option<Flavor>,
     pub read_only: Option<bool>,
@@ -51,13 +53,30 @@ pub struct Health {
 pub struct Node {
     pub addr: NodeAddr,
     pub role: NodeRole,
-    pub pool: Pool,
+    /// One pool per database account: `read`, `write`, `admin` (see `pool`).
+    pools: [Pool; 3],
     health: RwLock<Health>,
     /// Statements currently executing on this node (for `least_busy`).
     in_flight: AtomicUsize,
 }
 
 impl Node {
+    /// The pool of connections as `account` (`Role::Read` runs as the read account…).
+    pub fn pool(&self, account: sqlgate::Role) -> &Pool {
+        &self.pools[account as usize]
+    }
+
+    /// Every pool with its account, for metrics.
+    pub fn pools(&self) -> impl Iterator<Item = (sqlgate::Role, &Pool)> {
+        [
+            sqlgate::Role::Read,
+            sqlgate::Role::Write,
+            sqlgate::Role::Admin,
+        ]
+        .into_iter()
+        .zip(self.pools.iter())
+    }
+
     pub fn name(&self) -> &str {
         &self.addr.name
     }
@@ -115,25 +134,32 @@ impl Cluster {
                     role: role.as_str(),
                 })
                 .clone();
-            let opts = pool::opts(
-                addr,
-                &config.db_user,
-                &config.db_password,
-                config.connect_timeout,
-                // The server-side limit fires first; the socket timeout catches a dead peer.
-                config.statement_timeout + Duration::from_secs(2),
-            );
-            let manager = pool::Manager::new(
-                opts,
-                config.statement_timeout,
-                config.limits.max_rows,
-                config.conn_recycle_bytes,
-                opened,
-            );
+            let pool_for = |level: sqlgate::Role| {
+                let account = config.accounts.get(level);
+                let opts = pool::opts(
+                    addr,
+                    &account.user,
+                    &account.password,
+                    config.connect_timeout,
+                    config.statement_timeout,
+                );
+                let manager = pool::Manager::new(
+                    opts,
+                    config.statement_timeout,
+                    config.limits.max_rows,
+                    config.conn_recycle_bytes,
+                    opened.clone(),
+                );
+                pool::build(manager, config.pool_size, config.connect_timeout)
+            };
             Arc::new(Node {
                 addr: addr.clone(),
                 role,
-                pool: pool::build(manager, config.pool_size, config.connect_timeout),
+                pools: [
+                    pool_for(sqlgate::Role::Read),
+                    pool_for(sqlgate::Role::Write),
+                    pool_for(sqlgate::Role::Admin),
+                ],
                 health: RwLock::new(Health::default()),
                 in_flight: AtomicUsize::new(0),
             })

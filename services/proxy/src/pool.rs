@@ -1,4 +1,6 @@
-//! One `r2d2` pool of MySQL connections per node, set up for the flavour it finds.
+//! One `r2d2` pool of MySQL connections per (node, account), set up for the flavour it finds,
+//! and the two guarantees every connection keeps: it goes back to the pool clean (reset after
+//! every use, session settings re-applied), and a statement the proxy gives up on is killed.
 
 use crate::config::NodeAddr;
 use mysql::prelude::Queryable;
@@ -23,16 +25,29 @@ impl Flavor {
         }
     }
 
-    /// The session statement that bounds a statement's run time on the server.
-    pub fn statement_timeout_sql(self, timeout: Duration) -> String {
-        match self {
-            Flavor::MariaDb => format!(
-                "SET SESSION max_statement_time = {:.3}",
-                timeout.as_secs_f64()
-            ),
-            // MySQL bounds only SELECTs this way; the socket read timeout covers the rest.
-            Flavor::MySql => format!("SET SESSION max_execution_time = {}", timeout.as_millis()),
-        }
+    /// The session settings every statement runs under, as one statement (re-applied after
+    /// each reset): autocommit on, whatever the server's default; the server's `sql_mode`
+    /// without `NO_BACKSLASH_ESCAPES`, which the lexer check assumes; the server-side time
+    /// limit (a backstop behind the proxy's own deadline); and the row limit.
+    pub fn session_sql(
+        self,
+        global_sql_mode: &str,
+        timeout: Duration,
+        select_limit: usize,
+    ) -> String {
+        let mode: Vec<&str> = global_sql_mode
+            .split(',')
+            .filter(|m| !m.is_empty() && !m.eq_ignore_ascii_case("NO_BACKSLASH_ESCAPES"))
+            .collect();
+        let limit = match self {
+            Flavor::MariaDb => format!("max_statement_time = {:.3}", timeout.as_secs_f64()),
+            // MySQL bounds only SELECTs this way; the proxy's deadline covers the rest.
+            Flavor::MySql => format!("max_execution_time = {}", timeout.as_millis()),
+        };
+        format!(
+            "SET SESSION autocommit = 1, sql_mode = '{}', {limit}, sql_select_limit = {select_limit}",
+            mode.join(",")
+        )
     }
 
     pub fn as_str(self) -> &'static str {
@@ -43,7 +58,8 @@ impl Flavor {
     }
 }
 
-/// Connection options for a node.
+/// Connection options for a node. `io_timeout` is the proxy's deadline for one statement: a
+/// read that waits longer fails, and the statement is then killed (`PooledConn::kill`).
 pub fn opts(
     node: &NodeAddr,
     user: &str,
@@ -67,6 +83,11 @@ pub fn opts(
 pub struct PooledConn {
     pub conn: Conn,
     pub flavor: Flavor,
+    /// Re-applied after every reset (`Flavor::session_sql`).
+    session_sql: String,
+    /// To open a second connection as the same account, which may kill this one's statement
+    /// without any privilege.
+    opts: OptsBuilder,
     last_used: Instant,
     /// Bytes received on this connection, roughly (see `Manager::recycle_bytes`).
     received: usize,
@@ -80,6 +101,41 @@ impl PooledConn {
     pub fn touch(&mut self, bytes: usize) {
         self.last_used = Instant::now();
         self.received = self.received.saturating_add(bytes);
+    }
+
+    /// Returns the session to its configured state, whatever the last statement did: an open
+    /// transaction is rolled back, locks (`GET_LOCK`, table locks) released, user and session
+    /// variables, temporary tables and prepared statements dropped (COM_RESET_CONNECTION);
+    /// then the session settings are applied again. A connection that cannot be reset is
+    /// discarded.
+    pub fn clean(&mut self) {
+        if self.broken {
+            return;
+        }
+        let outcome = self
+            .conn
+            .reset()
+            .and_then(|()| self.conn.query_drop(&self.session_sql));
+        if let Err(e) = outcome {
+            log::warn!("Resetting a database connection failed, discarding it error={e}");
+            self.broken = true;
+        }
+    }
+
+    /// Kills this connection on the server from a second connection as the same account (a
+    /// user may kill its own threads), so a statement the proxy gave up on stops running. The
+    /// connection is discarded.
+    pub fn kill(&mut self) {
+        self.broken = true;
+        let id = self.conn.connection_id();
+        let killed = Conn::new(self.opts.clone())
+            .and_then(|mut c| c.query_drop(format!("KILL CONNECTION {id}")));
+        match killed {
+            Ok(()) => log::warn!("Killed a statement the proxy gave up on connection_id={id}"),
+            Err(e) => {
+                log::error!("Killing a timed-out statement failed connection_id={id} error={e}")
+            }
+        }
     }
 }
 
@@ -115,6 +171,11 @@ impl Manager {
     }
 }
 
+/// How much later than the proxy's deadline the server's own statement time limit fires: the
+/// proxy gives up first and kills the statement (answering 504); the server's limit only
+/// catches what the proxy's socket deadline cannot see (rows trickling in slowly).
+pub const SERVER_TIMEOUT_GRACE: Duration = Duration::from_secs(2);
+
 /// How long an idle connection is trusted without a ping.
 const TRUST_IDLE: Duration = Duration::from_secs(2);
 
@@ -125,17 +186,22 @@ impl r2d2::ManageConnection for Manager {
     fn connect(&self) -> Result<PooledConn, mysql::Error> {
         let mut conn = Conn::new(self.opts.clone())?;
         self.opened.inc();
-        let version: String = conn.query_first("SELECT @@version")?.unwrap_or_default();
+        let (version, sql_mode): (String, String) = conn
+            .query_first("SELECT @@version, @@global.sql_mode")?
+            .unwrap_or_default();
         let flavor = Flavor::from_version(&version);
-        conn.query_drop(flavor.statement_timeout_sql(self.statement_timeout))?;
         // The server stops sending rows past the limit, so an oversized result costs little.
-        conn.query_drop(format!(
-            "SET SESSION sql_select_limit = {}",
-            self.select_limit
-        ))?;
+        let session_sql = flavor.session_sql(
+            &sql_mode,
+            self.statement_timeout + SERVER_TIMEOUT_GRACE,
+            self.select_limit,
+        );
+        conn.query_drop(&session_sql)?;
         Ok(PooledConn {
             conn,
             flavor,
+            session_sql,
+            opts: self.opts.clone(),
             last_used: Instant::now(),
             received: 0,
             broken: false,

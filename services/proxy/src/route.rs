@@ -136,7 +136,9 @@ mod tests {
             .collect();
         let env: HashMap<String, String> = [
             ("PROXY_TOKEN", "0123456789abcdef"),
-            ("PROXY_DB_PASSWORD", "x"),
+            ("PROXY_READ_PASSWORD", "x"),
+            ("PROXY_WRITE_PASSWORD", "x"),
+            ("PROXY_ADMIN_PASSWORD", "x"),
             ("PROXY_MONITOR_PASSWORD", "y"),
             ("PROXY_WORKERS", &list.join(",")),
         ]

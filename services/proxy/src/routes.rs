@@ -10,7 +10,7 @@ use serde_json::{json, Value as Json};
 use sqlgate::wire::{
     self, QueryRequest, QueryResponse, StatementResult, TransactionRequest, TransactionResponse,
 };
-use sqlgate::{ApiError, ErrorCode, Mode, Route, Statement};
+use sqlgate::{ApiError, ErrorCode, Mode, Role, Route, Statement};
 use std::sync::Arc;
 use std::time::Instant;
 use subtle::ConstantTimeEq;
@@ -68,6 +68,21 @@ fn header_key_id(req: &HttpRequest) -> String {
         .to_string()
 }
 
+/// The role of the key the gatekeeper authenticated (vouched for by the internal token).
+/// Without it nothing runs: the proxy never guesses a role.
+fn header_role(req: &HttpRequest) -> Result<Role, ApiError> {
+    req.headers()
+        .get(wire::ROLE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(Role::parse)
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::Unauthorized,
+                format!("missing or invalid {} header", wire::ROLE_HEADER),
+            )
+        })
+}
+
 fn header_request_id(req: &HttpRequest) -> Option<String> {
     let id = req.headers().get(REQUEST_ID_HEADER)?.to_str().ok()?;
     wire::check_request_id(id).ok().map(|_| id.to_string())
@@ -105,7 +120,7 @@ fn finish<T: serde::Serialize>(
     let mut response = match result {
         Ok(body) => HttpResponse::Ok().json(body),
         Err(e) => e
-            .into_api()
+            .into_api(&ctx.request_id)
             .with_request_id(&ctx.request_id)
             .error_response(),
     };
@@ -141,11 +156,49 @@ enum Ran {
     NotCaughtUp,
 }
 
-/// Runs one statement on `node` on the blocking pool: first waiting for `after_gtid` (reads on
-/// a worker), then the statement, then reading the GTID position (`want_gtid`, writes).
+/// Runs `work` on a connection of `node` as `account`, on the blocking pool. The answer is
+/// sent back as soon as `work` returns; the connection is then reset (`PooledConn::clean`) off
+/// the request path, before it goes back to the pool, so no session state reaches the next
+/// request whoever sent it.
+async fn on_conn<T: Send + 'static>(
+    node: Arc<Node>,
+    account: Role,
+    work: impl FnOnce(&mut crate::pool::PooledConn) -> Result<T, ProxyError> + Send + 'static,
+) -> Result<T, ProxyError> {
+    let _busy = node.begin();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::task::spawn_blocking(move || {
+        let mut conn = match node.pool(account).get() {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = tx.send(Err(ProxyError::NodeUnavailable {
+                    node: node.name().to_string(),
+                    detail: e.to_string(),
+                }));
+                return;
+            }
+        };
+        let outcome = work(&mut conn);
+        if let Err(ProxyError::Exec(e)) = &outcome {
+            if matches!(e, execute::ExecError::Deadline(_)) {
+                // Killed before answering: the 504 means the statement no longer runs.
+                conn.kill();
+            }
+            conn.broken |= e.breaks_connection();
+        }
+        let _ = tx.send(outcome);
+        conn.clean();
+    });
+    rx.await
+        .map_err(|_| ProxyError::Unexpected("the database task ended without an answer".into()))?
+}
+
+/// Runs one statement on `node` as `account`: first waiting for `after_gtid` (reads on a
+/// worker), then the statement, then reading the GTID position (`want_gtid`, writes).
 async fn run_on(
     state: &State,
     node: Arc<Node>,
+    account: Role,
     sql: String,
     params: Vec<Json>,
     after_gtid: Option<String>,
@@ -153,36 +206,18 @@ async fn run_on(
 ) -> Result<Ran, ProxyError> {
     let limits = state.config.limits.clone();
     let gtid_wait = state.config.gtid_wait;
-    let _busy = node.begin();
-    web::block(move || {
-        let mut conn = node.pool.get().map_err(|e| ProxyError::NodeUnavailable {
-            node: node.name().to_string(),
-            detail: e.to_string(),
-        })?;
+    on_conn(node, account, move |conn| {
         if let Some(g) = &after_gtid {
-            match execute::wait_for_gtid(&mut conn, g, gtid_wait) {
-                Ok(true) => {}
-                Ok(false) => return Ok(Ran::NotCaughtUp),
-                Err(e) => {
-                    conn.broken |= e.breaks_connection();
-                    return Err(ProxyError::Exec(e));
-                }
+            if !execute::wait_for_gtid(conn, g, gtid_wait)? {
+                return Ok(Ran::NotCaughtUp);
             }
         }
-        let result = match execute::run(&mut conn.conn, &sql, &params, &limits) {
-            Ok(done) => {
-                conn.touch(done.received);
-                done.result
-            }
-            Err(e) => {
-                conn.touch(256);
-                conn.broken |= e.breaks_connection();
-                return Err(ProxyError::Exec(e));
-            }
-        };
+        let done = execute::run(&mut conn.conn, &sql, &params, &limits);
+        conn.touch(done.as_ref().map_or(256, |d| d.received));
+        let result = done?.result;
         // The write is committed (autocommit): a failure here must not turn it into an error.
         let gtid = if want_gtid {
-            execute::gtid_after_write(&mut conn).unwrap_or_else(|e| {
+            execute::gtid_after_write(conn).unwrap_or_else(|e| {
                 log::warn!("Reading the GTID after a write failed error={e}");
                 None
             })
@@ -192,17 +227,19 @@ async fn run_on(
         Ok(Ran::Done { result, gtid })
     })
     .await
-    .map_err(|e| ProxyError::Unexpected(e.to_string()))?
 }
 
-/// Parses and checks one statement with its params.
-fn prepare(state: &State, sql: &str, params: &[Json]) -> Result<Statement, ApiError> {
-    wire::prepare(
+/// Parses and checks one statement with its params, and the key's role against it again (the
+/// gatekeeper did; the proxy does not rely on it).
+fn prepare(state: &State, role: Role, sql: &str, params: &[Json]) -> Result<Statement, ApiError> {
+    let stmt = wire::prepare(
         &state.classifier,
         sql,
         params,
         state.config.limits.max_params,
-    )
+    )?;
+    stmt.check_role(role)?;
+    Ok(stmt)
 }
 
 async fn read_body<T: serde::de::DeserializeOwned>(
@@ -240,7 +277,10 @@ async fn handle_query(
         wire::check_request_id(id)?;
         ctx.request_id = id.clone();
     }
-    let stmt = prepare(state, &body.sql, &body.params)?;
+    let role = header_role(req)?;
+    let stmt = prepare(state, role, &body.sql, &body.params)?;
+    // The least account both the key's role and the statement allow.
+    let account = stmt.account().min(role);
     let mode = body.mode.unwrap_or(state.config.default_mode);
     ctx.kind = stmt.route().as_str();
     ctx.mode = mode.as_str();
@@ -260,6 +300,7 @@ async fn handle_query(
     let mut ran = run_on(
         state,
         choice.node.clone(),
+        account,
         body.sql.clone(),
         body.params.clone(),
         wait(&choice),
@@ -269,7 +310,7 @@ async fn handle_query(
     if route == Route::Read && ran.as_ref().is_err_and(ProxyError::retryable_read) {
         let failed = choice.node.name().to_string();
         log::warn!(
-            "Read failed before executing, retrying request_id={} node={failed} error={:?}",
+            "Read could not get a connection, retrying on another node request_id={} node={failed} error={:?}",
             ctx.request_id,
             ran.as_ref()
                 .err()
@@ -283,6 +324,7 @@ async fn handle_query(
             ran = run_on(
                 state,
                 choice.node.clone(),
+                account,
                 body.sql.clone(),
                 body.params.clone(),
                 wait(&choice),
@@ -304,6 +346,7 @@ async fn handle_query(
         ran = run_on(
             state,
             choice.node.clone(),
+            account,
             body.sql,
             body.params,
             None,
@@ -367,49 +410,26 @@ async fn handle_transaction(
         )
         .into());
     }
+    let role = header_role(req)?;
+    let mut account = Role::Read;
     for (i, s) in body.statements.iter().enumerate() {
-        prepare(state, &s.sql, &s.params).map_err(|e| e.with_statement_index(i))?;
+        let stmt = prepare(state, role, &s.sql, &s.params)
+            .and_then(|stmt| Ok(stmt.check_in_transaction().map(|()| stmt)?))
+            .map_err(|e| e.with_statement_index(i))?;
+        account = account.max(stmt.account());
     }
+    let account = account.min(role);
     let node = state.cluster.manager.clone();
     ctx.node = Some(node.name().to_string());
     let limits = state.config.limits.clone();
-    let _busy = node.begin();
-    let node2 = node.clone();
-    let results = web::block(move || {
-        let mut conn = node2.pool.get().map_err(|e| ProxyError::NodeUnavailable {
-            node: node2.name().to_string(),
-            detail: e.to_string(),
-        })?;
-        let outcome = (|| {
-            let mut tx = conn
-                .conn
-                .start_transaction(mysql::TxOpts::default())
-                .map_err(|e| (None, execute::ExecError::from(e)))?;
-            let mut results = Vec::with_capacity(body.statements.len());
-            let mut received = 0;
-            for (i, s) in body.statements.iter().enumerate() {
-                // On error `tx` drops here and rolls back.
-                let done =
-                    execute::run(&mut tx, &s.sql, &s.params, &limits).map_err(|e| (Some(i), e))?;
-                received += done.received;
-                results.push(done.result);
-            }
-            tx.commit()
-                .map_err(|e| (None, execute::ExecError::from(e)))?;
-            Ok((results, received))
-        })();
-        conn.touch(outcome.as_ref().map_or(256, |(_, received)| *received));
-        let outcome = outcome.map(|(results, _)| results);
-        outcome.map_err(|(i, e)| {
-            conn.broken |= e.breaks_connection();
-            match (i, ProxyError::Exec(e).into_api()) {
-                (Some(i), api) => ProxyError::Client(api.with_statement_index(i)),
-                (None, api) => ProxyError::Client(api),
-            }
-        })
+    let request_id = ctx.request_id.clone();
+    let results = on_conn(node.clone(), account, move |conn| {
+        let mut received = 0;
+        let outcome = run_transaction(conn, &body.statements, &limits, &mut received, &request_id);
+        conn.touch(received.max(256));
+        outcome
     })
-    .await
-    .map_err(|e| ProxyError::Unexpected(e.to_string()))??;
+    .await?;
     Ok(TransactionResponse {
         request_id: ctx.request_id.clone(),
         node: node.name().to_string(),
@@ -417,6 +437,59 @@ async fn handle_transaction(
         results,
         duration_ms: started.elapsed().as_secs_f64() * 1e3,
     })
+}
+
+/// Runs `statements` in one transaction: all committed, or none. Before COMMIT the proxy checks
+/// that the transaction it started is still the one open, so a statement that ended it (an
+/// implicit commit the classifier missed) is reported, not mistaken for success.
+fn run_transaction(
+    conn: &mut crate::pool::PooledConn,
+    statements: &[wire::TxStatement],
+    limits: &crate::config::Limits,
+    received: &mut usize,
+    request_id: &str,
+) -> Result<Vec<sqlgate::wire::StatementResult>, ProxyError> {
+    // A failure names its statement; one of the transaction itself (START, COMMIT) does not.
+    // A lost connection or a passed deadline stays as it is: `on_conn` must see it to kill the
+    // statement and discard the connection.
+    let fail = |index: Option<usize>, e: ProxyError| {
+        if let ProxyError::Exec(x) = &e {
+            if x.breaks_connection() {
+                return e;
+            }
+        }
+        let api = e.into_api(request_id);
+        ProxyError::Client(match index {
+            Some(i) => api.with_statement_index(i),
+            None => api,
+        })
+    };
+    let exec = |e: execute::ExecError| ProxyError::Exec(e);
+    let mut tx = conn
+        .conn
+        .start_transaction(mysql::TxOpts::default())
+        .map_err(|e| fail(None, exec(e.into())))?;
+    let mut results = Vec::with_capacity(statements.len());
+    for (i, s) in statements.iter().enumerate() {
+        // On error `tx` drops here and rolls back.
+        let done =
+            execute::run(&mut tx, &s.sql, &s.params, limits).map_err(|e| fail(Some(i), exec(e)))?;
+        *received += done.received;
+        results.push(done.result);
+        if !execute::in_transaction(&mut tx).map_err(|e| fail(Some(i), exec(e)))? {
+            log::error!(
+                "A statement ended its transaction request_id={request_id} statement_index={i}"
+            );
+            let broken = ApiError::new(
+                ErrorCode::TransactionBroken,
+                "this statement ended the transaction on the server; what ran before it \
+                 may have been committed, nothing after it ran",
+            );
+            return Err(fail(Some(i), ProxyError::Client(broken)));
+        }
+    }
+    tx.commit().map_err(|e| fail(None, exec(e.into())))?;
+    Ok(results)
 }
 
 async fn health() -> HttpResponse {
@@ -438,6 +511,7 @@ async fn ready(state: web::Data<State>) -> HttpResponse {
                 "reachable": h.reachable,
                 "eligible": h.eligible,
                 "reason": h.reason,
+                "error": h.error,
                 "flavor": h.flavor.map(|f| f.as_str()),
                 "version": h.version,
                 "read_only": h.read_only,

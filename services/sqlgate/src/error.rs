@@ -13,6 +13,9 @@ pub enum ErrorCode {
     BadRequest,
     /// The SQL is empty, too long, or holds more than one statement.
     InvalidSql,
+    /// The SQL holds something the server and the classifier could read differently
+    /// (executable comments, non-ASCII or control characters outside literals).
+    AmbiguousSql,
     /// The statement is on the deny-list no key may pass.
     StatementDenied,
     /// `params` do not match the placeholders, or hold a value that cannot be bound.
@@ -33,6 +36,9 @@ pub enum ErrorCode {
     UnsupportedMediaType,
     /// The database rejected the statement (`mysql_code` says why).
     SqlError,
+    /// A statement of a `/transaction` ended the transaction on the server (found before
+    /// COMMIT; the message says what may have been committed).
+    TransactionBroken,
     /// Too many requests for this key.
     RateLimited,
     /// The proxy answered with something the gatekeeper cannot use.
@@ -49,16 +55,18 @@ impl ErrorCode {
     /// The HTTP status this code is sent with.
     pub fn status(self) -> StatusCode {
         match self {
-            Self::BadRequest | Self::InvalidSql | Self::StatementDenied | Self::InvalidParams => {
-                StatusCode::BAD_REQUEST
-            }
+            Self::BadRequest
+            | Self::InvalidSql
+            | Self::AmbiguousSql
+            | Self::StatementDenied
+            | Self::InvalidParams => StatusCode::BAD_REQUEST,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge | Self::ResultTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::SqlError => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::SqlError | Self::TransactionBroken => StatusCode::UNPROCESSABLE_ENTITY,
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Self::BadGateway => StatusCode::BAD_GATEWAY,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -72,6 +80,7 @@ impl ErrorCode {
         match self {
             Self::BadRequest => "bad_request",
             Self::InvalidSql => "invalid_sql",
+            Self::AmbiguousSql => "ambiguous_sql",
             Self::StatementDenied => "statement_denied",
             Self::InvalidParams => "invalid_params",
             Self::Unauthorized => "unauthorized",
@@ -82,6 +91,7 @@ impl ErrorCode {
             Self::ResultTooLarge => "result_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::SqlError => "sql_error",
+            Self::TransactionBroken => "transaction_broken",
             Self::RateLimited => "rate_limited",
             Self::BadGateway => "bad_gateway",
             Self::Unavailable => "unavailable",
@@ -204,6 +214,7 @@ impl From<crate::statement::SqlError> for ApiError {
                 ErrorCode::InvalidSql
             }
             E::Denied(_) => ErrorCode::StatementDenied,
+            E::Ambiguous(_) => ErrorCode::AmbiguousSql,
             E::NotAllowed { .. } => ErrorCode::Forbidden,
         };
         Self::new(code, e.to_string())

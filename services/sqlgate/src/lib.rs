@@ -4,6 +4,7 @@
 pub mod body;
 pub mod config;
 pub mod error;
+pub mod lexer;
 pub mod statement;
 pub mod wire;
 

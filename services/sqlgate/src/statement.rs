@@ -95,6 +95,8 @@ pub enum SqlError {
     Denied(String),
     #[error("a {role} key may not run {what}")]
     NotAllowed { role: &'static str, what: String },
+    #[error("ambiguous SQL: {0}")]
+    Ambiguous(String),
 }
 
 /// A single statement that passed the deny-list, with its classification.
@@ -103,8 +105,11 @@ pub struct Statement {
     sql: String,
     route: Route,
     category: Category,
-    /// The statement cannot change data (it may still lock rows): what a `read` key may run.
+    /// The statement provably cannot change data nor lock: runs as the `read` account.
     read_only: bool,
+    /// What a `read` or `write` key may not see although its account could (other sessions'
+    /// SQL, grants, server identity): the tenant-isolation policy.
+    private: Option<String>,
     /// Number of `?` placeholders.
     placeholders: usize,
     /// Why a query-looking statement is routed to the manager, for logs and tests.
@@ -439,6 +444,7 @@ impl Statement {
                 max: max_len,
             });
         }
+        crate::lexer::check(sql).map_err(|e| SqlError::Ambiguous(e.to_string()))?;
         let mut tokens = significant(sql)?;
         // A trailing `;` (or several) is harmless; one with anything after it is not.
         while matches!(tokens.last(), Some(Token::SemiColon)) {
@@ -451,10 +457,15 @@ impl Statement {
             return Err(SqlError::MultipleStatements);
         }
         let words: Vec<Option<String>> = tokens.iter().map(word).collect();
-        check_denied(&tokens, &words)?;
+        let names: Vec<Option<String>> = tokens.iter().map(name).collect();
+        check_denied(&tokens, &words, &names)?;
 
         let lead = |i: usize| words.get(i).cloned().flatten().unwrap_or_default();
-        let first = lead(0);
+        let mut first = lead(0);
+        if first == "WITH" {
+            // `WITH … DELETE/UPDATE` (MySQL 8) is what follows the common table expressions.
+            first = with_body(&tokens).unwrap_or_default();
+        }
         // `(SELECT …)` and `((SELECT …))` are queries too.
         let first_word = words.iter().flatten().next().cloned().unwrap_or_default();
         let category = if QUERY_WORDS.contains(&first.as_str())
@@ -490,10 +501,8 @@ impl Statement {
         } else {
             Some(format!("{} statement", first_word.to_ascii_lowercase()))
         };
-        let read_only = category == Category::Query
-            && reason
-                .as_deref()
-                .is_none_or(|r| r.starts_with("locking clause"));
+        let read_only = category == Category::Query && reason.is_none();
+        let private = private_to_tenant(&tokens, &words, &names);
         Ok(Statement {
             sql: sql.to_string(),
             route: if reason.is_none() {
@@ -503,6 +512,7 @@ impl Statement {
             },
             category,
             read_only,
+            private,
             placeholders,
             reason,
         })
@@ -520,9 +530,34 @@ impl Statement {
         self.category
     }
 
-    /// True when the statement cannot change data (a locking read still counts).
+    /// True when the statement provably neither changes data nor locks.
     pub fn is_read_only(&self) -> bool {
         self.read_only
+    }
+
+    /// The least database account that can run this statement: `Read` for provable reads,
+    /// `Write` for DML and for queries that are not provably read-only (locking reads, user
+    /// variables, functions off the pure list), `Admin` for everything else. The proxy runs the
+    /// statement as the lesser of this and the key's role, so a statement the classifier
+    /// misread fails on the server's own privilege check.
+    pub fn account(&self) -> Role {
+        match self.category {
+            Category::Query if self.read_only => Role::Read,
+            Category::Query | Category::Dml => Role::Write,
+            Category::Ddl | Category::Other => Role::Admin,
+        }
+    }
+
+    /// Whether the statement may run inside `POST /transaction`: DDL and the other admin
+    /// statements commit implicitly on the server, which would split the transaction.
+    pub fn check_in_transaction(&self) -> Result<(), SqlError> {
+        match self.category {
+            Category::Query | Category::Dml => Ok(()),
+            Category::Ddl | Category::Other => Err(SqlError::Denied(format!(
+                "{} inside a transaction (it commits implicitly; send it on its own)",
+                self.reason.as_deref().unwrap_or("this statement")
+            ))),
+        }
     }
 
     pub fn placeholders(&self) -> usize {
@@ -536,12 +571,15 @@ impl Statement {
 
     /// Whether a key with `role` may send this statement.
     pub fn check_role(&self, role: Role) -> Result<(), SqlError> {
-        let allowed = match role {
-            Role::Read => self.read_only,
-            Role::Write => matches!(self.category, Category::Query | Category::Dml),
-            Role::Admin => true,
-        };
-        if allowed {
+        if role < Role::Admin {
+            if let Some(what) = &self.private {
+                return Err(SqlError::NotAllowed {
+                    role: role.as_str(),
+                    what: what.clone(),
+                });
+            }
+        }
+        if self.account() <= role {
             return Ok(());
         }
         let what = match (role, self.category) {
@@ -597,8 +635,166 @@ impl Classifier {
     }
 }
 
-/// Rejects the deny-list: by leading keywords, and anywhere for file access.
-fn check_denied(tokens: &[Token], words: &[Option<String>]) -> Result<(), SqlError> {
+/// The upper-cased text of a word, quoted or not (`` `LOAD_FILE` `` names the same function).
+fn name(t: &Token) -> Option<String> {
+    match t {
+        Token::Word(Word { value, .. }) => Some(value.to_ascii_uppercase()),
+        _ => None,
+    }
+}
+
+/// After `WITH [RECURSIVE] name [(cols)] AS (…) [, …]`: the word that starts the statement body.
+/// `None` when the shape is not that (the statement is then not a query).
+fn with_body(tokens: &[Token]) -> Option<String> {
+    let mut i = 1;
+    if word(tokens.get(i)?).as_deref() == Some("RECURSIVE") {
+        i += 1;
+    }
+    loop {
+        name(tokens.get(i)?)?;
+        i += 1;
+        if matches!(tokens.get(i), Some(Token::LParen)) {
+            i = skip_parens(tokens, i)?;
+        }
+        if word(tokens.get(i)?).as_deref() != Some("AS") {
+            return None;
+        }
+        i += 1;
+        if !matches!(tokens.get(i), Some(Token::LParen)) {
+            return None;
+        }
+        i = skip_parens(tokens, i)?;
+        if matches!(tokens.get(i), Some(Token::Comma)) {
+            i += 1;
+        } else {
+            break;
+        }
+    }
+    // `WITH … (SELECT …)` is a query too.
+    while matches!(tokens.get(i), Some(Token::LParen)) {
+        i += 1;
+    }
+    word(tokens.get(i)?)
+}
+
+/// From the `(` at `open`: the index after its matching `)`.
+fn skip_parens(tokens: &[Token], open: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    for (i, t) in tokens.iter().enumerate().skip(open) {
+        match t {
+            Token::LParen => depth += 1,
+            Token::RParen => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    return Some(i + 1);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// System variables a `read` or `write` key may read: what a client library or an ORM asks,
+/// nothing that names the host, its paths or other sessions.
+const PUBLIC_VARIABLES: &[&str] = &[
+    "VERSION",
+    "VERSION_COMMENT",
+    "SQL_MODE",
+    "TIME_ZONE",
+    "SYSTEM_TIME_ZONE",
+    "AUTOCOMMIT",
+    "MAX_ALLOWED_PACKET",
+    "CHARACTER_SET_CLIENT",
+    "CHARACTER_SET_CONNECTION",
+    "CHARACTER_SET_RESULTS",
+    "CHARACTER_SET_SERVER",
+    "CHARACTER_SET_DATABASE",
+    "COLLATION_CONNECTION",
+    "COLLATION_SERVER",
+    "COLLATION_DATABASE",
+    "TX_ISOLATION",
+    "TRANSACTION_ISOLATION",
+    "TX_READ_ONLY",
+    "TRANSACTION_READ_ONLY",
+    "LOWER_CASE_TABLE_NAMES",
+    "DIV_PRECISION_INCREMENT",
+    "GROUP_CONCAT_MAX_LEN",
+    "SQL_SELECT_LIMIT",
+    "MAX_STATEMENT_TIME",
+    "MAX_EXECUTION_TIME",
+    "INNODB_VERSION",
+    "DEFAULT_STORAGE_ENGINE",
+    "STORAGE_ENGINE",
+];
+
+/// Why a `read` or `write` key may not run this statement although its database account
+/// could: processlist views (other tenants' SQL), grants (password hashes), and server
+/// identity and paths (`@@datadir`, `@@hostname`…). Matches quoted names too.
+fn private_to_tenant(
+    tokens: &[Token],
+    words: &[Option<String>],
+    names: &[Option<String>],
+) -> Option<String> {
+    let w = |i: usize| words.get(i).and_then(|w| w.as_deref()).unwrap_or("");
+    if w(0) == "SHOW" {
+        let (a, b) = (w(1), w(2));
+        let what = match (a, b) {
+            ("PROCESSLIST", _) | ("FULL", "PROCESSLIST") => Some("SHOW PROCESSLIST"),
+            ("GRANTS", _) => Some("SHOW GRANTS"),
+            ("VARIABLES", _) | (_, "VARIABLES") => Some("SHOW VARIABLES"),
+            ("ENGINE", _) | ("ENGINES", _) | ("PLUGINS", _) => Some("SHOW ENGINE/PLUGINS"),
+            ("MASTER" | "SLAVE" | "REPLICA" | "BINARY" | "BINLOG" | "RELAYLOG", _) => {
+                Some("replication status")
+            }
+            _ => None,
+        };
+        if let Some(what) = what {
+            return Some(format!(
+                "{what} (server internals are not shown to read or write keys)"
+            ));
+        }
+    }
+    for (i, n) in names.iter().enumerate() {
+        let Some(n) = n.as_deref() else { continue };
+        if matches!(
+            n,
+            "PROCESSLIST" | "PERFORMANCE_SCHEMA" | "USER_STATISTICS" | "CLIENT_STATISTICS"
+        ) {
+            return Some(format!(
+                "{n} (other sessions are not shown to read or write keys)"
+            ));
+        }
+        if let Some(var) = n.strip_prefix("@@") {
+            // `@@x`, `@@global.x`, `@@session.x`, or `@@global` `.` `x` as separate tokens.
+            let mut var = var.to_string();
+            if matches!(var.as_str(), "GLOBAL" | "SESSION" | "LOCAL")
+                && matches!(tokens.get(i + 1), Some(Token::Period))
+            {
+                var = names.get(i + 2).cloned().flatten().unwrap_or_default();
+            }
+            let var = var
+                .trim_start_matches("GLOBAL.")
+                .trim_start_matches("SESSION.")
+                .trim_start_matches("LOCAL.")
+                .trim_matches('`');
+            if !PUBLIC_VARIABLES.contains(&var) {
+                return Some(format!(
+                    "the system variable @@{} (only client settings such as @@version are readable)",
+                    var.to_ascii_lowercase()
+                ));
+            }
+        }
+    }
+    None
+}
+
+/// Rejects the deny-list: by leading keywords, and anywhere for file access (quoted names too).
+fn check_denied(
+    tokens: &[Token],
+    words: &[Option<String>],
+    names: &[Option<String>],
+) -> Result<(), SqlError> {
     for (pattern, name) in DENIED_LEADING {
         let matches = pattern
             .iter()
@@ -618,10 +814,12 @@ fn check_denied(tokens: &[Token], words: &[Option<String>]) -> Result<(), SqlErr
             (Some("LOAD"), Some("DATA" | "XML")) => {
                 return Err(SqlError::Denied("LOAD DATA".into()))
             }
-            (Some("LOAD_FILE"), _) if matches!(tokens.get(i + 1), Some(Token::LParen)) => {
-                return Err(SqlError::Denied("LOAD_FILE".into()))
-            }
             _ => {}
+        }
+    }
+    for (i, n) in names.iter().enumerate() {
+        if n.as_deref() == Some("LOAD_FILE") && matches!(tokens.get(i + 1), Some(Token::LParen)) {
+            return Err(SqlError::Denied("LOAD_FILE".into()));
         }
     }
     Ok(())
@@ -665,7 +863,10 @@ fn read_blocker(tokens: &[Token], words: &[Option<String>]) -> Option<String> {
     if !read_shape {
         return Some("not a read statement".into());
     }
-    let mut checker = FunctionCheck { blocked: None };
+    let mut checker = FunctionCheck {
+        blocked: None,
+        statements: 0,
+    };
     let _ = stmt.visit(&mut checker);
     checker.blocked
 }
@@ -689,13 +890,39 @@ fn is_show(stmt: &ast::Statement) -> bool {
     )
 }
 
-/// Finds the first function call not on the pure allow-list.
+/// Finds the first function call not on the pure allow-list, or a statement nested in the
+/// query (`WITH … DELETE` parses as a query whose body is a DELETE).
 struct FunctionCheck {
     blocked: Option<String>,
+    statements: usize,
 }
 
 impl Visitor for FunctionCheck {
     type Break = ();
+
+    fn pre_visit_statement(&mut self, stmt: &ast::Statement) -> ControlFlow<()> {
+        self.statements += 1;
+        if self.statements > 1 && !matches!(stmt, ast::Statement::Query(_)) {
+            self.blocked = Some("a data change inside a query".into());
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_query(&mut self, q: &ast::Query) -> ControlFlow<()> {
+        if !matches!(
+            *q.body,
+            ast::SetExpr::Select(_)
+                | ast::SetExpr::Query(_)
+                | ast::SetExpr::SetOperation { .. }
+                | ast::SetExpr::Values(_)
+                | ast::SetExpr::Table(_)
+        ) {
+            self.blocked = Some("a data change inside a query".into());
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    }
 
     fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
         if let Expr::Function(f) = expr {
@@ -889,8 +1116,107 @@ mod tests {
             (
                 "SELECT * FROM t FOR UPDATE",
                 Role::Read,
+                false,
+                "locking reads need the write account (MySQL 8 asks UPDATE or DELETE for them)",
+            ),
+            (
+                "SELECT * FROM t FOR UPDATE",
+                Role::Write,
                 true,
-                "locking read changes nothing",
+                "write key locks",
+            ),
+            (
+                "WITH x AS (SELECT 1) DELETE FROM t",
+                Role::Read,
+                false,
+                "WITH … DELETE",
+            ),
+            (
+                "WITH x AS (SELECT 1) UPDATE t SET a = 1",
+                Role::Read,
+                false,
+                "WITH … UPDATE",
+            ),
+            (
+                "WITH x AS (SELECT 1) DELETE FROM t",
+                Role::Write,
+                true,
+                "WITH … DELETE is DML",
+            ),
+            (
+                "WITH x (a) AS (SELECT 1), y AS (SELECT 2) SELECT * FROM x, y",
+                Role::Read,
+                true,
+                "two CTEs",
+            ),
+            (
+                "WITH RECURSIVE n AS (SELECT 1) (SELECT * FROM n)",
+                Role::Read,
+                true,
+                "recursive, parenthesised body",
+            ),
+            ("SHOW PROCESSLIST", Role::Read, false, "processlist"),
+            (
+                "SHOW FULL PROCESSLIST",
+                Role::Write,
+                false,
+                "full processlist",
+            ),
+            (
+                "SELECT * FROM information_schema.processlist",
+                Role::Read,
+                false,
+                "processlist view",
+            ),
+            (
+                "SELECT * FROM information_schema.`PROCESSLIST`",
+                Role::Write,
+                false,
+                "quoted processlist view",
+            ),
+            ("SHOW GRANTS", Role::Read, false, "grants"),
+            ("SHOW GRANTS", Role::Write, false, "grants, write"),
+            (
+                "SHOW VARIABLES LIKE 'datadir'",
+                Role::Read,
+                false,
+                "variables",
+            ),
+            (
+                "SELECT @@datadir, @@hostname",
+                Role::Read,
+                false,
+                "identity variables",
+            ),
+            (
+                "SELECT @@global.basedir",
+                Role::Write,
+                false,
+                "global identity variable",
+            ),
+            (
+                "SELECT @@GLOBAL.`hostname`",
+                Role::Read,
+                false,
+                "quoted global variable",
+            ),
+            (
+                "SELECT @@version, @@sql_mode",
+                Role::Read,
+                true,
+                "client settings",
+            ),
+            (
+                "SELECT @@session.time_zone",
+                Role::Read,
+                true,
+                "session client setting",
+            ),
+            (
+                "SELECT @@hostname",
+                Role::Admin,
+                true,
+                "admin sees the host",
             ),
             (
                 "SELECT GET_LOCK('a',1)",

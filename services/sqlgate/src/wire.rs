@@ -43,7 +43,11 @@ pub const MAX_REQUEST_ID_LEN: usize = 128;
 #[serde(deny_unknown_fields)]
 pub struct QueryRequest {
     pub sql: String,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "integer_checked"
+    )]
     pub params: Vec<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<Mode>,
@@ -60,7 +64,11 @@ pub struct QueryRequest {
 #[serde(deny_unknown_fields)]
 pub struct TxStatement {
     pub sql: String,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "integer_checked"
+    )]
     pub params: Vec<Value>,
 }
 
@@ -71,6 +79,37 @@ pub struct TransactionRequest {
     pub statements: Vec<TxStatement>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+}
+
+/// Header carrying the role (`read`, `write`, `admin`) of the key the gatekeeper authenticated;
+/// the internal token vouches for it. The proxy runs each statement as the lesser of this role
+/// and what the statement needs.
+pub const ROLE_HEADER: &str = "X-Sqlgate-Role";
+
+/// Deserializes `params`, refusing integer literals outside the 64-bit range: `serde_json`
+/// would otherwise read them as doubles and bind a rounded value.
+fn integer_checked<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Value>, D::Error> {
+    use serde::de::Error;
+    let raw: Vec<Box<serde_json::value::RawValue>> = Deserialize::deserialize(d)?;
+    raw.iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let text = r.get();
+            let v: Value = serde_json::from_str(text).map_err(D::Error::custom)?;
+            let integer_literal = text
+                .strip_prefix('-')
+                .unwrap_or(text)
+                .bytes()
+                .all(|b| b.is_ascii_digit());
+            if matches!(&v, Value::Number(n) if n.is_f64()) && integer_literal {
+                return Err(D::Error::custom(format!(
+                    "params[{i}] = {text} is outside the range of 64-bit integers \
+                     (send it as a string to compare with DECIMAL columns)"
+                )));
+            }
+            Ok(v)
+        })
+        .collect()
 }
 
 /// A result column: its name and the MySQL type name.
@@ -253,6 +292,31 @@ mod tests {
             (r#"{"sql":1}"#, false, "sql not a string"),
             (r#"{"query":"SELECT 1"}"#, false, "missing sql"),
             (r#"{"sql":"SELECT 1","extra":1}"#, false, "unknown field"),
+            (
+                r#"{"sql":"SELECT ?","params":[18446744073709551615]}"#,
+                true,
+                "u64 max binds unsigned",
+            ),
+            (
+                r#"{"sql":"SELECT ?","params":[-9223372036854775808]}"#,
+                true,
+                "i64 min",
+            ),
+            (
+                r#"{"sql":"SELECT ?","params":[18446744073709551616]}"#,
+                false,
+                "beyond u64",
+            ),
+            (
+                r#"{"sql":"SELECT ?","params":[-9223372036854775809]}"#,
+                false,
+                "below i64",
+            ),
+            (
+                r#"{"sql":"SELECT ?","params":[1.8e19]}"#,
+                true,
+                "a double stays a double",
+            ),
             (r#"[1,2]"#, false, "array body"),
             (r#"{"sql":"SELECT 1""#, false, "truncated JSON"),
             ("\u{0}\u{1}", false, "binary garbage"),

@@ -110,13 +110,24 @@ impl Cluster {
         self.worker_ports[n - 1]
     }
 
-    /// A direct connection to a node as the application user (for checks behind the proxy).
+    /// A fresh direct connection to a node as the admin account (for checks behind the proxy:
+    /// what a new session sees).
     pub fn connect(&self, node: &str) -> anyhow::Result<mysql::Conn> {
+        self.connect_as(node, Role::Admin)
+    }
+
+    /// A fresh direct connection to a node as the account of `role`.
+    pub fn connect_as(&self, node: &str, role: Role) -> anyhow::Result<mysql::Conn> {
+        let (user, secret) = match role {
+            Role::Read => ("sqlgate_read", "READ_PASSWORD"),
+            Role::Write => ("sqlgate_write", "WRITE_PASSWORD"),
+            Role::Admin => ("sqlgate_admin", "ADMIN_PASSWORD"),
+        };
         let opts = mysql::OptsBuilder::new()
             .ip_or_hostname(Some("127.0.0.1"))
             .tcp_port(self.port(node))
-            .user(Some("sqlgate_app"))
-            .pass(Some(self.secret("APP_PASSWORD")))
+            .user(Some(user))
+            .pass(Some(self.secret(secret)))
             .prefer_socket(false);
         Ok(mysql::Conn::new(opts)?)
     }
@@ -147,6 +158,49 @@ impl Cluster {
             bail!("{sql} on {node}: {}", String::from_utf8_lossy(&out.stderr));
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// What a fresh session sees of a node's durable state, as text to compare: its GTID
+    /// position, every table of the application schemas with its checksum and columns, the
+    /// schemas, and the accounts with their grants. Two equal snapshots mean nothing was
+    /// written, created, dropped or granted in between.
+    pub fn snapshot(&self, node: &str) -> anyhow::Result<String> {
+        let mut out = self.root_sql(
+            node,
+            "SELECT 'gtid', @@gtid_current_pos; \
+             SELECT 'schema', schema_name FROM information_schema.schemata ORDER BY 1, 2; \
+             SELECT 'column', table_schema, table_name, column_name, column_type \
+               FROM information_schema.columns \
+               WHERE table_schema NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys') \
+               ORDER BY 2, 3, ordinal_position; \
+             SELECT 'user', user, host FROM mysql.user ORDER BY 2, 3; \
+             SELECT 'db_grant', db, user, host FROM mysql.db ORDER BY 2, 3, 4;",
+        )?;
+        let tables = self.root_sql(
+            node,
+            "SELECT CONCAT('`', table_schema, '`.`', table_name, '`') FROM information_schema.tables \
+             WHERE table_type = 'BASE TABLE' AND table_schema NOT IN \
+             ('mysql', 'information_schema', 'performance_schema', 'sys') ORDER BY 1",
+        )?;
+        let tables: Vec<&str> = tables.lines().filter(|l| !l.is_empty()).collect();
+        if !tables.is_empty() {
+            out.push_str(&self.root_sql(node, &format!("CHECKSUM TABLE {}", tables.join(", ")))?);
+        }
+        for user in ["sqlgate_read", "sqlgate_write", "sqlgate_admin"] {
+            out.push_str(&self.root_sql(node, &format!("SHOW GRANTS FOR '{user}'@'127.0.0.1'"))?);
+        }
+        Ok(out)
+    }
+
+    /// `snapshot` of the manager and every worker, after the workers caught up.
+    pub fn snapshots(&self) -> anyhow::Result<Vec<(String, String)>> {
+        self.wait_replicated()?;
+        let mut nodes = vec!["manager".to_string()];
+        nodes.extend((1..=self.worker_ports.len()).map(|i| format!("worker-{i}")));
+        nodes
+            .into_iter()
+            .map(|n| self.snapshot(&n).map(|s| (n, s)))
+            .collect()
     }
 
     /// Stops one node (`manager`, `worker-N`).
@@ -214,7 +268,9 @@ impl Stack {
                 format!("127.0.0.1:{}", cluster.manager_port),
             ),
             ("PROXY_WORKERS", workers.join(",")),
-            ("PROXY_DB_PASSWORD", cluster.secret("APP_PASSWORD")),
+            ("PROXY_READ_PASSWORD", cluster.secret("READ_PASSWORD")),
+            ("PROXY_WRITE_PASSWORD", cluster.secret("WRITE_PASSWORD")),
+            ("PROXY_ADMIN_PASSWORD", cluster.secret("ADMIN_PASSWORD")),
             ("PROXY_MONITOR_PASSWORD", cluster.secret("MONITOR_PASSWORD")),
             ("PROXY_MONITOR_INTERVAL_MS", "200".to_string()),
             ("PROXY_PING_INTERVAL_MS", "200".to_string()),

@@ -48,9 +48,9 @@ fn start_is_idempotent_and_survives_a_crash() {
     // A write that must survive the crash: committed on the manager, replicated.
     let mut c = cluster.connect("manager").unwrap();
     use mysql::prelude::Queryable;
-    c.query_drop("CREATE TABLE IF NOT EXISTS sqlgate.crash_t (id INT PRIMARY KEY)")
+    c.query_drop("CREATE TABLE IF NOT EXISTS app.crash_t (id INT PRIMARY KEY)")
         .unwrap();
-    c.query_drop("INSERT INTO sqlgate.crash_t VALUES (1), (2), (3)")
+    c.query_drop("INSERT INTO app.crash_t VALUES (1), (2), (3)")
         .unwrap();
     drop(c);
     cluster.wait_replicated().unwrap();
@@ -84,7 +84,7 @@ fn start_is_idempotent_and_survives_a_crash() {
     assert_eq!(counts(&cluster), want, "nothing lost or duplicated");
     for node in ["manager", "worker-1", "worker-2"] {
         let n = cluster
-            .scalar(node, "SELECT COUNT(*) FROM sqlgate.crash_t")
+            .scalar(node, "SELECT COUNT(*) FROM app.crash_t")
             .unwrap();
         assert_eq!(n.as_deref(), Some("3"), "committed rows survive on {node}");
     }

@@ -1,0 +1,217 @@
+//! Refuses SQL text that MariaDB/MySQL and `sqlparser` could read differently, before anything
+//! classifies it (DESIGN.md, security layer 4).
+//!
+//! The scan follows the servers' lexer, not sqlparser's: string literals (`'…'`, `"…"`, with
+//! backslash escapes and doubled quotes, as under the `sql_mode` the proxy pins), quoted
+//! identifiers (`` `…` ``), and the three comment forms (`#`, `-- `, `/* */`). Outside literals
+//! and identifiers it refuses what the two readers disagree on: executable comments (`/*!`,
+//! `/*M!`), a `/*` inside a comment (sqlparser may nest, the servers do not), a `--` that is
+//! neither followed by a plain space, tab or line break nor at the end, any non-ASCII character
+//! (Rust's `is_whitespace` and the servers' lexer differ on Unicode spaces) and control
+//! characters other than tab, line feed and carriage return. Optimizer hints (`/*+ … */`) pass.
+
+/// Why a text was refused; the message names the byte offset.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Ambiguity {
+    #[error("executable comment ({0}) at byte {1}: sqlgate refuses SQL the server and its classifier could read differently")]
+    ExecutableComment(&'static str, usize),
+    #[error("'/*' inside a comment at byte {0}: comments do not nest on the server")]
+    NestedComment(usize),
+    #[error("'--' at byte {0} must be followed by a space, tab or line break (or use '- -')")]
+    DashDash(usize),
+    #[error("non-ASCII character U+{0:04X} at byte {1} outside a string literal or quoted identifier (quote it)")]
+    NonAscii(u32, usize),
+    #[error("control character 0x{0:02X} at byte {1} outside a string literal")]
+    Control(u8, usize),
+    #[error("unterminated {0} starting at byte {1}")]
+    Unterminated(&'static str, usize),
+}
+
+/// Checks `sql` as described in the module comment.
+pub fn check(sql: &str) -> Result<(), Ambiguity> {
+    let b = sql.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        match c {
+            b'\'' | b'"' => i = skip_string(b, i)?,
+            b'`' => i = skip_identifier(b, i)?,
+            b'#' => i = skip_line_comment(sql, i)?,
+            b'-' if b.get(i + 1) == Some(&b'-') => match b.get(i + 2) {
+                None | Some(b' ' | b'\t' | b'\n' | b'\r') => i = skip_line_comment(sql, i)?,
+                Some(_) => return Err(Ambiguity::DashDash(i)),
+            },
+            b'/' if b.get(i + 1) == Some(&b'*') => i = skip_block_comment(sql, i)?,
+            b'\t' | b'\n' | b'\r' => i += 1,
+            0..=0x1f | 0x7f => return Err(Ambiguity::Control(c, i)),
+            0x80.. => return Err(non_ascii(sql, i)),
+            _ => i += 1,
+        }
+    }
+    Ok(())
+}
+
+fn non_ascii(sql: &str, at: usize) -> Ambiguity {
+    let ch = sql[at..].chars().next().map_or(0, u32::from);
+    Ambiguity::NonAscii(ch, at)
+}
+
+/// Skips `'…'` or `"…"` starting at `start`; returns the index after the closing quote.
+/// Backslash escapes the next byte; a doubled quote is a literal quote.
+fn skip_string(b: &[u8], start: usize) -> Result<usize, Ambiguity> {
+    let q = b[start];
+    let mut i = start + 1;
+    while i < b.len() {
+        match b[i] {
+            b'\\' => i += 2,
+            x if x == q => {
+                if b.get(i + 1) == Some(&q) {
+                    i += 2;
+                } else {
+                    return Ok(i + 1);
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    Err(Ambiguity::Unterminated("string literal", start))
+}
+
+/// Skips `` `…` `` (a doubled backtick is a literal one); no escapes inside.
+fn skip_identifier(b: &[u8], start: usize) -> Result<usize, Ambiguity> {
+    let mut i = start + 1;
+    while i < b.len() {
+        if b[i] == b'`' {
+            if b.get(i + 1) == Some(&b'`') {
+                i += 2;
+            } else {
+                return Ok(i + 1);
+            }
+        } else {
+            i += 1;
+        }
+    }
+    Err(Ambiguity::Unterminated("quoted identifier", start))
+}
+
+/// Skips a `#` or `-- ` comment up to and including the line feed. The comment's own text is
+/// held to the same character rules: a server and a parser must agree where it ends.
+fn skip_line_comment(sql: &str, start: usize) -> Result<usize, Ambiguity> {
+    let b = sql.as_bytes();
+    let mut i = start;
+    while i < b.len() && b[i] != b'\n' {
+        comment_byte(sql, i)?;
+        i += 1;
+    }
+    Ok(i + 1)
+}
+
+/// Skips `/* … */`; refuses executable comments and a `/*` inside.
+fn skip_block_comment(sql: &str, start: usize) -> Result<usize, Ambiguity> {
+    let b = sql.as_bytes();
+    match b.get(start + 2) {
+        Some(b'!') => return Err(Ambiguity::ExecutableComment("/*!", start)),
+        Some(b'M' | b'm') if b.get(start + 3) == Some(&b'!') => {
+            return Err(Ambiguity::ExecutableComment("/*M!", start))
+        }
+        _ => {}
+    }
+    let mut i = start + 2;
+    while i < b.len() {
+        if b[i] == b'*' && b.get(i + 1) == Some(&b'/') {
+            return Ok(i + 2);
+        }
+        if b[i] == b'/' && b.get(i + 1) == Some(&b'*') {
+            return Err(Ambiguity::NestedComment(i));
+        }
+        comment_byte(sql, i)?;
+        i += 1;
+    }
+    Err(Ambiguity::Unterminated("comment", start))
+}
+
+fn comment_byte(sql: &str, i: usize) -> Result<(), Ambiguity> {
+    match sql.as_bytes()[i] {
+        b'\t' | b'\n' | b'\r' => Ok(()),
+        c @ (0..=0x1f | 0x7f) => Err(Ambiguity::Control(c, i)),
+        0x80.. => Err(non_ascii(sql, i)),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cases() {
+        let cases: &[(&str, bool, &str)] = &[
+            ("SELECT 1", true, "plain"),
+            (
+                "SELECT 'é' AS `ü`",
+                true,
+                "non-ASCII inside literal and identifier",
+            ),
+            ("SELECT \"a\\\"b\"", true, "escaped double quote"),
+            ("SELECT 'it''s'", true, "doubled quote"),
+            (
+                "SELECT 'a\\'' -- x\n",
+                true,
+                "backslash-escaped quote then comment",
+            ),
+            (
+                "SELECT /*+ MAX_EXECUTION_TIME(1) */ 1",
+                true,
+                "optimizer hint",
+            ),
+            ("SELECT 1 -- comment", true, "dash-dash space"),
+            ("SELECT 1 --", true, "dash-dash at end"),
+            ("SELECT 1\t--\tx", true, "dash-dash tab"),
+            ("SELECT 1 # hash comment\n, 2", true, "hash comment"),
+            ("SELECT 1 /* c */", true, "block comment"),
+            ("SELECT '/*!'", true, "executable marker inside a string"),
+            ("SELECT `--x`", true, "dash-dash inside identifier"),
+            ("SELECT 1\r\n", true, "CRLF"),
+            (
+                "/*M! DELETE FROM t */ SELECT 1",
+                false,
+                "MariaDB executable comment",
+            ),
+            (
+                "/*M!100000 DELETE FROM t */ SELECT 1",
+                false,
+                "versioned MariaDB comment",
+            ),
+            ("/*m! DELETE */ SELECT 1", false, "lower-case m"),
+            ("SELECT /*!99999 1, */ 2", false, "MySQL executable comment"),
+            ("SELECT 1 /*! , 2 */", false, "bare /*!"),
+            (
+                "SELECT 1 --\u{a0} FROM t; DELETE",
+                false,
+                "NBSP after dash-dash",
+            ),
+            ("SELECT 1 --x", false, "dash-dash letter"),
+            ("SELECT 1--1", false, "dash-dash digit"),
+            ("SELECT\u{a0}1", false, "NBSP as whitespace"),
+            ("SELECT\u{2028}1", false, "line separator"),
+            ("SELECT 1 /* é */", false, "non-ASCII in comment"),
+            ("SELECT 1 # é\n", false, "non-ASCII in hash comment"),
+            ("SELECT\u{0b}1", false, "vertical tab"),
+            ("SELECT\u{0}1", false, "NUL"),
+            ("SELECT 1\u{7f}", false, "DEL"),
+            (
+                "SELECT 1 /* a /* b */ DELETE */",
+                false,
+                "nested comment opener",
+            ),
+            ("SELECT 'abc", false, "unterminated string"),
+            ("SELECT `abc", false, "unterminated identifier"),
+            ("SELECT 1 /* abc", false, "unterminated comment"),
+            ("SELECT ä FROM t", false, "unquoted non-ASCII identifier"),
+        ];
+        for (sql, ok, what) in cases {
+            let r = check(sql);
+            assert_eq!(r.is_ok(), *ok, "case '{what}': {sql:?} -> {r:?}");
+        }
+    }
+}
