@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # The replication play run for real (make deploy-check): three fresh MariaDB
 # instances on loopback, started by local/cluster.sh without users, read_only
-# or replication; then replication.yml with db_flavor=mariadb must wire both
-# workers to the manager, a write on the manager must reach both, a second
-# run must report changed=0, and the sysbench play must run and find no
-# divergence, and the services' env and keys files must render to the
-# services' contract. The instances are stopped on every exit, failure included.
+# or replication, given on the manager what an upgraded cluster has (the old
+# broad sqlgate_app account, stray privileges); then replication.yml with
+# db_flavor=mariadb must wire both workers to the manager, give the proxy's
+# read, write and admin accounts exactly their grants on every node and drop
+# sqlgate_app everywhere; a write on the manager must reach both workers, each
+# account may do what its role needs and no more, a second run must report
+# changed=0, the sysbench play must run and find no divergence, and the
+# services' env and keys files, the node config and the grants must render to
+# the contract for both flavours (mysql, mariadb). The instances are stopped on
+# every exit, failure included.
 #
 #   ansible/tests/run.sh            (needs the deploy venv on PATH: make deploy-tools)
 set -euo pipefail
@@ -29,6 +34,13 @@ inv = json.load(sys.stdin)
 hv = inv["_meta"]["hostvars"]
 print(hv["manager"]["sqlgate_mysql_port"], *(hv[h]["sqlgate_mysql_port"] for h in inv["workers"]["hosts"]))')
 read -r MANAGER_PORT WORKER_PORTS <<<"$ports"
+
+# sqlgate_app_schemas of group_vars/all.yml: the proxy's accounts must hold
+# exactly these privileges on exactly these schemas.
+APP_SCHEMAS=(sakila app sbtest)
+READ_PRIVS="SELECT,SHOW VIEW"
+WRITE_PRIVS="$READ_PRIVS,INSERT,UPDATE,DELETE"
+ADMIN_PRIVS="$WRITE_PRIVS,CREATE,DROP,ALTER,INDEX,CREATE VIEW,REFERENCES"
 
 cluster() {
   SQLGATE_LOCAL_DIR=$TEST_DIR SQLGATE_MANAGER_PORT=$MANAGER_PORT SQLGATE_WORKER_PORTS=$WORKER_PORTS \
@@ -58,16 +70,53 @@ sql() { # node, SQL -> tab-separated rows
 }
 
 workers=(worker-1 worker-2)
+nodes=(manager "${workers[@]}")
 for w in "${workers[@]}"; do
   [[ -z $(sql "$w" "SHOW SLAVE STATUS") ]] || die "$w already replicates: the instances are not fresh"
 done
 
-play() { # playbook, log file
+play() { # playbook, log file[, db_flavor (mariadb)]
   ansible-playbook -i "$INVENTORY" -e @"$ANSIBLE_DIR/tests/local.yml" -e "sqlgate_test_dir=$TEST_DIR" \
-    -e db_flavor=mariadb "$ANSIBLE_DIR/$1" 2>&1 | tee "$TEST_DIR/$2"
+    -e "db_flavor=${3:-mariadb}" "$ANSIBLE_DIR/$1" 2>&1 | tee "$TEST_DIR/$2"
+}
+
+# as_user NODE ROLE SQL: runs SQL over TCP as sqlgate_ROLE, password from the
+# generated secret (in the environment, never on the command line).
+as_user() {
+  local port=$MANAGER_PORT wports
+  read -r -a wports <<<"$WORKER_PORTS"
+  [[ $1 == manager ]] || port=${wports[${1#worker-} - 1]}
+  MYSQL_PWD=$(cat "$TEST_DIR/state/secrets/$2_password") \
+    mariadb --no-defaults -h127.0.0.1 -P"$port" -u"sqlgate_$2" -N -B -e "$3"
+}
+
+# check_account NODE USER PRIVILEGES: SHOW GRANTS must list exactly USAGE on
+# *.* and PRIVILEGES on each application schema.
+check_account() {
+  local node=$1 user=$2 expected=('*.*=USAGE') s
+  for s in "${APP_SCHEMAS[@]}"; do expected+=("\`$s\`.*=$3"); done
+  sql "$node" "SHOW GRANTS FOR '$user'@'127.0.0.1'" |
+    python3 "$ANSIBLE_DIR/tests/check_grants.py" "$node $user" "${expected[@]}" || die "$node: wrong grants for $user"
 }
 
 export ANSIBLE_CONFIG=$ANSIBLE_DIR/ansible.cfg ANSIBLE_NOCOLOR=1 ANSIBLE_FORCE_COLOR=0
+
+say "an upgraded cluster: the old broad sqlgate_app, stray privileges of sqlgate_read and sqlgate_monitor"
+# Created on the manager before replication starts: the workers receive them
+# (and their removal) through the binlog, as an upgraded cluster's workers would.
+sql manager "CREATE DATABASE sqlgate;
+             CREATE USER 'sqlgate_app'@'127.0.0.1' ACCOUNT LOCK;
+             GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, ALTER, INDEX, CREATE VIEW, SHOW VIEW, REFERENCES
+               ON sqlgate.* TO 'sqlgate_app'@'127.0.0.1';
+             CREATE USER 'sqlgate_app'@'%' ACCOUNT LOCK;
+             GRANT SELECT ON sakila.* TO 'sqlgate_app'@'%';
+             CREATE USER 'sqlgate_read'@'127.0.0.1';
+             GRANT FILE, PROCESS, SUPER, RELOAD ON *.* TO 'sqlgate_read'@'127.0.0.1';
+             GRANT SELECT ON mysql.* TO 'sqlgate_read'@'127.0.0.1';
+             GRANT SELECT ON sqlgate.* TO 'sqlgate_read'@'127.0.0.1';
+             GRANT INSERT ON sakila.* TO 'sqlgate_read'@'127.0.0.1' WITH GRANT OPTION;
+             CREATE USER 'sqlgate_monitor'@'127.0.0.1';
+             GRANT SLAVE MONITOR, PROCESS ON *.* TO 'sqlgate_monitor'@'127.0.0.1'"
 
 say "first run of replication.yml (db_flavor=mariadb)"
 play replication.yml run1.log
@@ -80,32 +129,72 @@ for w in "${workers[@]}"; do
   grep -q "Master_Port: $MANAGER_PORT" <<<"$status" || die "$w does not replicate from the manager"
   grep -q "Using_Gtid: Slave_Pos" <<<"$status" || die "$w does not use GTID auto-positioning"
   [[ $(sql "$w" "SELECT @@read_only") == 1 ]] || die "$w is not read_only"
-  [[ $(sql "$w" "SELECT COUNT(*) FROM mysql.user WHERE user IN ('repl','sqlgate_app','sqlgate_monitor','sbtest')") == 4 ]] ||
+  [[ $(sql "$w" "SELECT COUNT(*) FROM mysql.user WHERE user IN
+        ('repl','sqlgate_read','sqlgate_write','sqlgate_admin','sqlgate_monitor','sbtest')") == 6 ]] ||
     die "$w lacks the accounts created on the manager"
   echo "ok: $w replicates from :$MANAGER_PORT with GTID, read_only, accounts replicated"
 done
 [[ $(sql manager "SELECT @@read_only") == 0 ]] || die "the manager is read_only"
 
+say "the proxy's accounts: exact grants on every node, sqlgate_app gone"
+for n in "${nodes[@]}"; do
+  check_account "$n" sqlgate_read "$READ_PRIVS"
+  check_account "$n" sqlgate_write "$WRITE_PRIVS"
+  check_account "$n" sqlgate_admin "$ADMIN_PRIVS"
+  sql "$n" "SHOW GRANTS FOR 'sqlgate_monitor'@'127.0.0.1'" |
+    python3 "$ANSIBLE_DIR/tests/check_grants.py" "$n sqlgate_monitor" '*.*=SLAVE MONITOR' || die "$n: wrong grants for sqlgate_monitor"
+  [[ $(sql "$n" "SELECT COUNT(*) FROM mysql.user WHERE user = 'sqlgate_app'") == 0 ]] ||
+    die "$n still has the old sqlgate_app account: $(sql "$n" "SELECT CONCAT(user, '@', host) FROM mysql.user WHERE user = 'sqlgate_app'")"
+  echo "ok: $n has no sqlgate_app account"
+done
+for s in "${APP_SCHEMAS[@]}"; do
+  [[ $(sql manager "SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = '$s'") == 1 ]] ||
+    die "the manager did not create the schema $s"
+done
+echo "ok: the manager created ${APP_SCHEMAS[*]}"
+
 token="canary-$(date +%s)-$RANDOM"
-sql manager "CREATE TABLE IF NOT EXISTS sqlgate.canary (id INT AUTO_INCREMENT PRIMARY KEY, token VARCHAR(64) NOT NULL);
-             INSERT INTO sqlgate.canary (token) VALUES ('$token')"
+sql manager "CREATE TABLE IF NOT EXISTS app.canary (id INT AUTO_INCREMENT PRIMARY KEY, token VARCHAR(64) NOT NULL);
+             INSERT INTO app.canary (token) VALUES ('$token')"
 for w in "${workers[@]}"; do
   for _ in $(seq 1 50); do
-    [[ $(sql "$w" "SELECT COUNT(*) FROM sqlgate.canary WHERE token = '$token'" 2>/dev/null || echo 0) == 1 ]] && break
+    [[ $(sql "$w" "SELECT COUNT(*) FROM app.canary WHERE token = '$token'" 2>/dev/null || echo 0) == 1 ]] && break
     sleep 0.2
   done
-  [[ $(sql "$w" "SELECT COUNT(*) FROM sqlgate.canary WHERE token = '$token'") == 1 ]] ||
+  [[ $(sql "$w" "SELECT COUNT(*) FROM app.canary WHERE token = '$token'") == 1 ]] ||
     die "the write on the manager did not reach $w within 10 s"
   echo "ok: a write on the manager reached $w"
 done
+
+# denied ROLE SQL WHAT: the manager must refuse SQL from sqlgate_ROLE.
+denied() {
+  if as_user manager "$1" "$2" 2>"$TEST_DIR/denied.err"; then
+    die "the manager let sqlgate_$1 $3"
+  fi
+  grep -Eq "denied" "$TEST_DIR/denied.err" || die "sqlgate_$1 ($3) failed for another reason: $(cat "$TEST_DIR/denied.err")"
+  echo "ok: sqlgate_$1 may not $3"
+}
+[[ $(as_user manager read "SELECT COUNT(*) FROM app.canary WHERE token = '$token'") == 1 ]] ||
+  die "sqlgate_read cannot read app.canary"
+denied read "INSERT INTO app.canary (token) VALUES ('read')" "insert"
+as_user manager write "INSERT INTO app.canary (token) VALUES ('write'); DELETE FROM app.canary WHERE token = 'write'" ||
+  die "sqlgate_write cannot insert and delete in app"
+denied write "CREATE TABLE app.by_write (a INT)" "create a table"
+as_user manager admin "CREATE TABLE app.by_admin (a INT); CREATE INDEX a ON app.by_admin (a); DROP TABLE app.by_admin" ||
+  die "sqlgate_admin cannot create, index and drop a table in app"
+denied admin "SELECT COUNT(*) FROM mysql.user" "read mysql.user"
+denied admin "CREATE TABLE test_other.t (a INT)" "create a table outside the application schemas"
+denied admin "SELECT * FROM sqlgate.t" "touch the old sqlgate schema"
+echo "ok: read, write and admin may do what their role needs on the manager"
+
 # read_only must bind the accounts the proxy uses (root is exempt by design).
-app_password=$(cat "$TEST_DIR/state/secrets/app_password")
-if MYSQL_PWD=$app_password mariadb --no-defaults -h127.0.0.1 -P"${WORKER_PORTS%% *}" -usqlgate_app \
-    -e "INSERT INTO sqlgate.canary (token) VALUES ('direct')" 2>"$TEST_DIR/ro.err"; then
-  die "worker-1 accepted a write from sqlgate_app: read_only is not enforced"
-fi
-grep -q "read-only" "$TEST_DIR/ro.err" || die "the write on worker-1 failed for another reason: $(cat "$TEST_DIR/ro.err")"
-echo "ok: worker-1 refuses writes from sqlgate_app (read_only)"
+for role in write admin; do
+  if as_user worker-1 "$role" "INSERT INTO app.canary (token) VALUES ('direct')" 2>"$TEST_DIR/ro.err"; then
+    die "worker-1 accepted a write from sqlgate_$role: read_only is not enforced"
+  fi
+  grep -q "read-only" "$TEST_DIR/ro.err" || die "the write on worker-1 failed for another reason: $(cat "$TEST_DIR/ro.err")"
+  echo "ok: worker-1 refuses writes from sqlgate_$role (read_only)"
+done
 
 say "second run of replication.yml: must change nothing"
 play replication.yml run2.log
@@ -121,13 +210,18 @@ for f in manager-oltp_read_write worker-1-oltp_read_only worker-2-oltp_read_only
 done
 echo "ok: sysbench results fetched; workers' sbtest data identical to the manager's"
 
-say "services configuration: render with the role's templates, check the contract, twice"
-play tests/render.yml render1.log
+say "configuration and grants: render with the roles' templates and variables for both flavours, check, twice"
+play tests/render.yml render1-mysql.log mysql
 cp "$TEST_DIR/state/keys/api-keys.env" "$TEST_DIR/api-keys.first"
-python3 "$ANSIBLE_DIR/tests/check_render.py" "$TEST_DIR/render" "$TEST_DIR/state/keys/api-keys.env"
-play tests/render.yml render2.log
+play tests/render.yml render1-mariadb.log mariadb
+python3 "$ANSIBLE_DIR/tests/check_render.py" "$TEST_DIR/render" "$TEST_DIR/state/keys/api-keys.env" \
+  "$(IFS=,; echo "${APP_SCHEMAS[*]}")" || die "the rendered configuration breaks the contract"
+for flavor in mysql mariadb; do
+  play tests/render.yml "render2-$flavor.log" "$flavor"
+  grep -Eq 'changed=[1-9]' <<<"$(sed -n '/PLAY RECAP/,$p' "$TEST_DIR/render2-$flavor.log")" &&
+    die "a second render ($flavor) changed something"
+done
 cmp -s "$TEST_DIR/api-keys.first" "$TEST_DIR/state/keys/api-keys.env" || die "a second run generated new API keys"
-grep -Eq 'changed=[1-9]' <<<"$(sed -n '/PLAY RECAP/,$p' "$TEST_DIR/render2.log")" && die "a second render changed something"
 echo "ok: keys generated once, second render changed nothing"
 
 say "passed"
