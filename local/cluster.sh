@@ -7,7 +7,7 @@
 # Environment (defaults suit `make up`):
 #   SQLGATE_LOCAL_DIR     state directory                  (<repo>/.local)
 #   SQLGATE_MANAGER_PORT  manager port                     (3307)
-#   SQLGATE_WORKER_PORTS  worker ports, space-separated    ("3308 3309")
+#   SQLGATE_WORKER_PORTS  worker ports, space-separated    ("3308 3309"; set and empty: none)
 #   SQLGATE_REPLICATION   1: users, schema, replication; 0: bare GTID-ready instances only
 #   SQLGATE_APP_SCHEMAS   application schemas the sqlgate accounts are granted on
 #                         ("sakila app sbtest": the sample, yours (empty), the benchmarks')
@@ -24,11 +24,12 @@ DIR=${SQLGATE_LOCAL_DIR:-$ROOT/.local}
 mkdir -p "$DIR"
 DIR=$(cd "$DIR" && pwd)
 MANAGER_PORT=${SQLGATE_MANAGER_PORT:-3307}
-read -r -a WORKER_PORTS <<<"${SQLGATE_WORKER_PORTS:-3308 3309}"
+read -r -a WORKER_PORTS <<<"${SQLGATE_WORKER_PORTS-3308 3309}"
 REPLICATION=${SQLGATE_REPLICATION:-1}
 read -r -a APP_SCHEMAS <<<"${SQLGATE_APP_SCHEMAS:-sakila app sbtest}"
 for s in "${APP_SCHEMAS[@]}"; do
-  [[ $s =~ ^[A-Za-z0-9_]+$ ]] || { printf 'cluster: error: bad schema name in SQLGATE_APP_SCHEMAS: %s\n' "$s" >&2; exit 64; }
+  # Letters and digits only: `_` and `%` are wildcards in a schema-level GRANT.
+  [[ $s =~ ^[A-Za-z0-9]+$ ]] || { printf 'cluster: error: bad schema name in SQLGATE_APP_SCHEMAS (letters and digits only): %s\n' "$s" >&2; exit 64; }
 done
 SECRETS=$DIR/secrets.env
 
