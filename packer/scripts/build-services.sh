@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Compile gatekeeper and proxy on the image itself, so the binaries link the
-# glibc of Ubuntu 22.04 (2.35) they run on (DESIGN.md: Debian 12 builds link
+# glibc of Ubuntu 22.04 (2.35) they run on (docs/architecture.md: Debian 12 builds link
 # 2.36 and would not start there). Runs as the build user, not root.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive

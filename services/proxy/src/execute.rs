@@ -160,7 +160,7 @@ pub struct Executed {
 
 /// Runs `sql` with `params` as a prepared statement. The driver always offers the
 /// multi-statement capability, but COM_STMT_PREPARE takes exactly one statement whatever the
-/// connection allows: the server itself refuses a hidden second one (DESIGN.md, security
+/// connection allows: the server itself refuses a hidden second one (docs/security.md,
 /// layer 2). A statement the server parsed as one but cannot prepare (ER_UNSUPPORTED_PS, some
 /// admin statements on MySQL) runs as text when it has no params.
 pub fn run<Q: Queryable>(

@@ -1,5 +1,5 @@
 //! Background health checks, one task per node: reachability, replication threads and lag.
-//! Requests only ever read the cached result (DESIGN.md: never probe on the request path).
+//! Requests only ever read the cached result (docs/architecture.md: never probe on the request path).
 
 use crate::config::Config;
 use crate::node::{Cluster, Node, NodeRole};
@@ -58,7 +58,7 @@ impl ReplicaStatus {
     }
 }
 
-/// Decides eligibility from an observation: the rules of DESIGN.md in one place.
+/// Decides eligibility from an observation: the rules of docs/architecture.md in one place.
 fn judge(role: NodeRole, obs: &Observation, max_lag: Duration) -> Result<(), String> {
     match role {
         NodeRole::Manager if obs.read_only => Err("manager is read_only".into()),

@@ -8,7 +8,7 @@ use mysql::{Conn, OptsBuilder};
 use sqlgate::config::Secret;
 use std::time::{Duration, Instant};
 
-/// MySQL or MariaDB: a few statements differ (DESIGN.md, Flavours).
+/// MySQL or MariaDB: a few statements differ (docs/architecture.md, Flavours).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flavor {
     MySql,

@@ -1,5 +1,5 @@
 //! Refuses SQL text that MariaDB/MySQL and `sqlparser` could read differently, before anything
-//! classifies it (DESIGN.md, security layer 4).
+//! classifies it (docs/security.md, layer 4).
 //!
 //! The scan follows the servers' lexer, not sqlparser's: string literals (`'…'`, `"…"`, with
 //! backslash escapes and doubled quotes, as under the `sql_mode` the proxy pins), quoted
