@@ -214,6 +214,12 @@ const PAYLOADS: &[&str] = &[
 /// Ways to hide, smuggle or wrap a payload; `{p}` is the payload.
 const CARRIERS: &[&str] = &[
     "{p}",
+    // Prefixed literals sqlparser reads without escapes where the server reads an identifier and
+    // an escaped string: the text after the first `"` hides from the classifier.
+    "SELECT b\"\\\" ,1 \", ({p}) FROM (SELECT 1 AS b) t -- \"",
+    "SELECT B\"\\\"\", 1 FROM (SELECT 1 AS B) t WHERE 1 = 1 OR ({p}) -- \"",
+    "SELECT x\"\\\"\"; {p} -- \"",
+    "SELECT n'\\'; {p} -- '",
     "/*M! {p} */",
     "/*M!100000 {p} */",
     "/*m!{p}*/",

@@ -116,6 +116,84 @@ async fn finding_1_executable_comments_are_refused_every_way() {
 }
 
 #[tokio::test]
+async fn prefixed_literals_cannot_blind_the_classifier() {
+    let _turn = serial().await;
+    let s = stack(Options::default()).await;
+    probe(&s).await;
+    let cluster = Cluster::shared();
+    let before = cluster.snapshots().unwrap();
+    // sqlparser reads `b"\"` as a byte string; the server reads `b` and one escaped string, so
+    // what follows would run unseen by the classifier.
+    for sql in [
+        "SELECT b\"\\\" ,1 \", p.INFO FROM (SELECT 1 AS b) t, information_schema.PROCESSLIST p -- \"",
+        "SELECT b\"\\\" ,1 \", GET_LOCK('blind', 0) FROM (SELECT 1 AS b) t -- \"",
+        "SELECT B\"\\\" ,1 \", x.actor_id FROM (SELECT 1 AS B) t, sakila.actor x WHERE x.actor_id = 1 FOR UPDATE -- \"",
+        "SELECT _utf8mb4'\\'', @@datadir -- '",
+    ] {
+        for (way, st, body) in every_way(&s, &s.keys.read, sql).await {
+            assert_eq!(st, 400, "{sql:?} ({way}): {body}");
+            assert_eq!(code(&body), "ambiguous_sql", "{sql:?} ({way}): {body}");
+        }
+    }
+    let used = cluster
+        .scalar("manager", "SELECT COALESCE(IS_USED_LOCK('blind'), 0)")
+        .unwrap();
+    assert_eq!(used.as_deref(), Some("0"), "the hidden GET_LOCK ran");
+    assert_unchanged(cluster, &before, "prefixed literals");
+}
+
+#[tokio::test]
+async fn a_transaction_past_its_deadline_commits_nothing() {
+    let _turn = serial().await;
+    let s = stack(Options {
+        proxy_env: vec![("PROXY_TRANSACTION_TIMEOUT_MS".into(), "1500".into())],
+        ..Options::default()
+    })
+    .await;
+    probe(&s).await;
+    let cluster = Cluster::shared();
+    let body = json!({"statements": [
+        {"sql": "INSERT INTO app.probe VALUES (500, 'late')"},
+        {"sql": "SELECT SLEEP(1)"},
+        {"sql": "SELECT SLEEP(1)"},
+        {"sql": "SELECT SLEEP(1)"}]});
+    let started = Instant::now();
+    let (st, resp) = s.post("/transaction", Some(&s.keys.write), &body).await;
+    assert_eq!(st, 504, "{resp}");
+    assert_eq!(
+        resp["error"]["message"], "transaction timed out; nothing was committed",
+        "{resp}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(2900),
+        "answered late"
+    );
+    // Long after the 504, the row is still not there: the transaction was rolled back, not
+    // left to commit.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    cluster.wait_replicated().unwrap();
+    for node in ["manager", "worker-1"] {
+        let n = cluster
+            .scalar(node, "SELECT COUNT(*) FROM app.probe WHERE id = 500")
+            .unwrap();
+        assert_eq!(
+            n.as_deref(),
+            Some("0"),
+            "the timed-out transaction committed on {node}"
+        );
+        assert_eq!(
+            running(cluster, node, "SLEEP(1)"),
+            0,
+            "still running on {node}"
+        );
+    }
+    // A transaction within its deadline is unaffected.
+    let body = json!({"statements": [{"sql": "INSERT INTO app.probe VALUES (501, 'in time')"}]});
+    let (st, resp) = s.post("/transaction", Some(&s.keys.write), &body).await;
+    assert_eq!(st, 200, "{resp}");
+}
+
+#[tokio::test]
 async fn the_database_holds_the_role_on_its_own() {
     let _turn = serial().await;
     let s = stack(Options::default()).await;
@@ -333,6 +411,9 @@ async fn finding_5_tenants_cannot_watch_each_other() {
             "SELECT @@basedir",
             "SELECT @@global.secure_file_priv",
             "SHOW VARIABLES LIKE 'datadir'",
+            "SHOW GLOBAL VARIABLES",
+            "SELECT variable_value FROM information_schema.GLOBAL_VARIABLES WHERE variable_name = 'DATADIR'",
+            "SELECT * FROM information_schema.SYSTEM_VARIABLES",
         ] {
             let (st, body) = s.query(key, json!({"sql": sql})).await;
             assert_eq!(st, 403, "{sql}: {body}");
@@ -472,6 +553,24 @@ async fn finding_8_errors_name_the_request_and_hide_internals() {
     }
     let (st, body) = s.post("/query", None, &json!({"sql": "SELECT 1"})).await;
     assert_eq!(st, 401, "{body}");
+    let (st, body) = s.post("/nope", Some(&s.keys.read), &json!({})).await;
+    assert_eq!(st, 404, "{body}");
+    assert!(
+        body["request_id"].is_string(),
+        "404 names the request: {body}"
+    );
+    let resp = s
+        .http
+        .get(format!("{}/query", s.gatekeeper_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 405);
+    let body: Value = resp.json().await.unwrap();
+    assert!(
+        body["request_id"].is_string(),
+        "405 names the request: {body}"
+    );
     assert!(
         body["request_id"].is_string(),
         "401 names the request: {body}"

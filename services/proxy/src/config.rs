@@ -26,6 +26,7 @@ pub const PING_TOLERANCE_US: &str = "PROXY_PING_TOLERANCE_US";
 pub const POOL_SIZE: &str = "PROXY_POOL_SIZE";
 pub const CONNECT_TIMEOUT_MS: &str = "PROXY_CONNECT_TIMEOUT_MS";
 pub const STATEMENT_TIMEOUT_MS: &str = "PROXY_STATEMENT_TIMEOUT_MS";
+pub const TRANSACTION_TIMEOUT_MS: &str = "PROXY_TRANSACTION_TIMEOUT_MS";
 pub const MAX_BODY_BYTES: &str = "PROXY_MAX_BODY_BYTES";
 pub const MAX_SQL_BYTES: &str = "PROXY_MAX_SQL_BYTES";
 pub const MAX_PARAMS: &str = "PROXY_MAX_PARAMS";
@@ -142,6 +143,10 @@ pub struct Config {
     pub conn_recycle_bytes: usize,
     pub connect_timeout: Duration,
     pub statement_timeout: Duration,
+    /// A whole `/transaction`'s limit: past it, its connection is killed and nothing commits.
+    /// Keep it below the gatekeeper's `GATEKEEPER_TIMEOUT_MS`, so that a transaction never
+    /// commits after the client was told it timed out.
+    pub transaction_timeout: Duration,
     /// How long a worker may take to reach a read's `after_gtid` before the manager serves it.
     pub gtid_wait: Duration,
     pub limits: Limits,
@@ -216,6 +221,7 @@ impl Config {
             conn_recycle_bytes: get_or(env, CONN_RECYCLE_BYTES, 256 << 10)?,
             connect_timeout: millis(env, CONNECT_TIMEOUT_MS, 1000)?,
             statement_timeout: millis(env, STATEMENT_TIMEOUT_MS, 10_000)?,
+            transaction_timeout: millis(env, TRANSACTION_TIMEOUT_MS, 20_000)?,
             gtid_wait: millis(env, GTID_WAIT_MS, 1000)?,
             limits: Limits {
                 max_body_bytes: get_or(env, MAX_BODY_BYTES, 1 << 20)?,

@@ -34,7 +34,9 @@ impl ProxyError {
         match self {
             ProxyError::Client(_) => "client_error",
             ProxyError::Exec(ExecError::Sql { .. }) => "sql_error",
-            ProxyError::Exec(ExecError::Timeout(_) | ExecError::Deadline(_)) => "timeout",
+            ProxyError::Exec(
+                ExecError::Timeout(_) | ExecError::Deadline(_) | ExecError::TransactionDeadline,
+            ) => "timeout",
             ProxyError::Exec(ExecError::TooLarge(_)) => "too_large",
             ProxyError::Exec(ExecError::Connection(_)) | ProxyError::NodeUnavailable { .. } => {
                 "unavailable"
@@ -60,6 +62,10 @@ impl ProxyError {
             ProxyError::Exec(ExecError::Timeout(m) | ExecError::Deadline(m)) => {
                 hidden(ErrorCode::Timeout, "statement timed out", &m)
             }
+            ProxyError::Exec(ExecError::TransactionDeadline) => ApiError::new(
+                ErrorCode::Timeout,
+                "transaction timed out; nothing was committed",
+            ),
             ProxyError::Exec(ExecError::TooLarge(m)) => ApiError::new(ErrorCode::ResultTooLarge, m),
             ProxyError::Exec(ExecError::Connection(m)) => {
                 hidden(ErrorCode::Unavailable, "database unavailable", &m).with_retry_after(1)

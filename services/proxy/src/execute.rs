@@ -28,6 +28,10 @@ pub enum ExecError {
     /// running there, so the connection must be killed (`PooledConn::kill`).
     #[error("no answer within the proxy's deadline: {0}")]
     Deadline(String),
+    /// A `/transaction` passed its deadline: its connection was killed, so nothing of it was
+    /// committed.
+    #[error("the transaction exceeded its time limit")]
+    TransactionDeadline,
     /// The result exceeded a row or byte limit.
     #[error("{0}")]
     TooLarge(String),

@@ -122,12 +122,32 @@ impl PooledConn {
         }
     }
 
-    /// Kills this connection on the server from a second connection as the same account (a
-    /// user may kill its own threads), so a statement the proxy gave up on stops running. The
-    /// connection is discarded.
+    /// Kills this connection on the server (see `Killer`); it is then discarded.
     pub fn kill(&mut self) {
         self.broken = true;
-        let id = self.conn.connection_id();
+        self.killer().kill();
+    }
+
+    /// What another thread needs to kill this connection while it is busy.
+    pub fn killer(&self) -> Killer {
+        Killer {
+            opts: self.opts.clone(),
+            id: self.conn.connection_id(),
+        }
+    }
+}
+
+/// Kills one server connection from a second connection as the same account (a user may kill
+/// its own threads without any privilege), so a statement the proxy gave up on stops running
+/// and an open transaction on it is rolled back.
+pub struct Killer {
+    opts: OptsBuilder,
+    id: u32,
+}
+
+impl Killer {
+    pub fn kill(&self) {
+        let id = self.id;
         let killed = Conn::new(self.opts.clone())
             .and_then(|mut c| c.query_drop(format!("KILL CONNECTION {id}")));
         match killed {

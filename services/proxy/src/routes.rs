@@ -160,13 +160,19 @@ enum Ran {
 /// sent back as soon as `work` returns; the connection is then reset (`PooledConn::clean`) off
 /// the request path, before it goes back to the pool, so no session state reaches the next
 /// request whoever sent it.
+///
+/// With a `deadline`, a `work` still running when it passes has its connection killed (which
+/// rolls back an open transaction); the answer then says what really happened: the result if
+/// `work` had finished first, else `TransactionDeadline`.
 async fn on_conn<T: Send + 'static>(
     node: Arc<Node>,
     account: Role,
+    deadline: Option<std::time::Duration>,
     work: impl FnOnce(&mut crate::pool::PooledConn) -> Result<T, ProxyError> + Send + 'static,
 ) -> Result<T, ProxyError> {
     let _busy = node.begin();
-    let (tx, rx) = tokio::sync::oneshot::channel();
+    let (tx, mut rx) = tokio::sync::oneshot::channel();
+    let (killer_tx, mut killer_rx) = tokio::sync::oneshot::channel();
     tokio::task::spawn_blocking(move || {
         let mut conn = match node.pool(account).get() {
             Ok(c) => c,
@@ -178,6 +184,7 @@ async fn on_conn<T: Send + 'static>(
                 return;
             }
         };
+        let _ = killer_tx.send(conn.killer());
         let outcome = work(&mut conn);
         if let Err(ProxyError::Exec(e)) = &outcome {
             if matches!(e, execute::ExecError::Deadline(_)) {
@@ -189,8 +196,21 @@ async fn on_conn<T: Send + 'static>(
         let _ = tx.send(outcome);
         conn.clean();
     });
-    rx.await
-        .map_err(|_| ProxyError::Unexpected("the database task ended without an answer".into()))?
+    let lost = || ProxyError::Unexpected("the database task ended without an answer".into());
+    let Some(limit) = deadline else {
+        return rx.await.map_err(|_| lost())?;
+    };
+    if let Ok(answer) = tokio::time::timeout(limit, &mut rx).await {
+        return answer.map_err(|_| lost())?;
+    }
+    if let Ok(killer) = killer_rx.try_recv() {
+        let _ = tokio::task::spawn_blocking(move || killer.kill()).await;
+    }
+    match rx.await.map_err(|_| lost())? {
+        // COMMIT had completed before the kill: the truth is success.
+        Ok(done) => Ok(done),
+        Err(_) => Err(ProxyError::Exec(execute::ExecError::TransactionDeadline)),
+    }
 }
 
 /// Runs one statement on `node` as `account`: first waiting for `after_gtid` (reads on a
@@ -206,7 +226,7 @@ async fn run_on(
 ) -> Result<Ran, ProxyError> {
     let limits = state.config.limits.clone();
     let gtid_wait = state.config.gtid_wait;
-    on_conn(node, account, move |conn| {
+    on_conn(node, account, None, move |conn| {
         if let Some(g) = &after_gtid {
             if !execute::wait_for_gtid(conn, g, gtid_wait)? {
                 return Ok(Ran::NotCaughtUp);
@@ -423,7 +443,8 @@ async fn handle_transaction(
     ctx.node = Some(node.name().to_string());
     let limits = state.config.limits.clone();
     let request_id = ctx.request_id.clone();
-    let results = on_conn(node.clone(), account, move |conn| {
+    let deadline = Some(state.config.transaction_timeout);
+    let results = on_conn(node.clone(), account, deadline, move |conn| {
         let mut received = 0;
         let outcome = run_transaction(conn, &body.statements, &limits, &mut received, &request_id);
         conn.touch(received.max(256));

@@ -223,7 +223,16 @@ impl From<crate::statement::SqlError> for ApiError {
 
 /// Answers unknown routes with the JSON error shape instead of an empty 404.
 pub async fn not_found(req: actix_web::HttpRequest) -> HttpResponse {
-    ApiError::new(ErrorCode::NotFound, format!("no endpoint {}", req.path())).error_response()
+    // The path is the client's: say it only when it is short and printable.
+    let path = req.path();
+    let shown = if path.len() <= 128 && path.bytes().all(|b| b.is_ascii_graphic()) {
+        path
+    } else {
+        "(this path)"
+    };
+    ApiError::new(ErrorCode::NotFound, format!("no endpoint {shown}"))
+        .with_request_id(crate::wire::new_request_id())
+        .error_response()
 }
 
 /// Answers a known route called with the wrong method.
@@ -232,6 +241,7 @@ pub async fn method_not_allowed(req: actix_web::HttpRequest) -> HttpResponse {
         ErrorCode::MethodNotAllowed,
         format!("{} is not allowed on {}", req.method(), req.path()),
     )
+    .with_request_id(crate::wire::new_request_id())
     .error_response()
 }
 

@@ -9,6 +9,13 @@
 //! neither followed by a plain space, tab or line break nor at the end, any non-ASCII character
 //! (Rust's `is_whitespace` and the servers' lexer differ on Unicode spaces) and control
 //! characters other than tab, line feed and carriage return. Optimizer hints (`/*+ … */`) pass.
+//! A literal with a prefix (`X'…'`, `b'…'`, `N'…'`, `_utf8mb4'…'`) must be single-quoted and
+//! hold no backslash: sqlparser reads `b"\"…"` as a byte string without escapes where the
+//! servers read an identifier and an escaped string.
+//!
+//! `check` returns the shape it found (how many literals, comments and quoted identifiers), and
+//! the classifier requires sqlparser's tokens to have the same shape: whatever this scan and
+//! sqlparser disagree on that is not listed above is refused too.
 
 /// Why a text was refused; the message names the byte offset.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -25,30 +32,69 @@ pub enum Ambiguity {
     Control(u8, usize),
     #[error("unterminated {0} starting at byte {1}")]
     Unterminated(&'static str, usize),
+    #[error("a literal with a prefix (X'…', b'…', N'…', _charset'…') at byte {0} must use single quotes and hold no backslash")]
+    PrefixedLiteral(usize),
 }
 
-/// Checks `sql` as described in the module comment.
-pub fn check(sql: &str) -> Result<(), Ambiguity> {
+/// What the scan found outside the SQL's ordinary tokens.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Shape {
+    /// String literals (`'…'`, `"…"`, prefixed ones), each counted once.
+    pub literals: usize,
+    /// Comments of any form, optimizer hints included.
+    pub comments: usize,
+    /// Backtick-quoted identifiers.
+    pub identifiers: usize,
+}
+
+/// Checks `sql` as described in the module comment; returns its shape.
+pub fn check(sql: &str) -> Result<Shape, Ambiguity> {
     let b = sql.as_bytes();
+    let mut shape = Shape::default();
     let mut i = 0;
     while i < b.len() {
         let c = b[i];
         match c {
-            b'\'' | b'"' => i = skip_string(b, i)?,
-            b'`' => i = skip_identifier(b, i)?,
-            b'#' => i = skip_line_comment(sql, i)?,
+            b'\'' | b'"' => {
+                let end = skip_string(b, i)?;
+                let prefixed = i > 0 && is_word_byte(b[i - 1]);
+                if prefixed && (c == b'"' || b[i..end].contains(&b'\\')) {
+                    return Err(Ambiguity::PrefixedLiteral(i));
+                }
+                shape.literals += 1;
+                i = end;
+            }
+            b'`' => {
+                i = skip_identifier(b, i)?;
+                shape.identifiers += 1;
+            }
+            b'#' => {
+                i = skip_line_comment(sql, i)?;
+                shape.comments += 1;
+            }
             b'-' if b.get(i + 1) == Some(&b'-') => match b.get(i + 2) {
-                None | Some(b' ' | b'\t' | b'\n' | b'\r') => i = skip_line_comment(sql, i)?,
+                None | Some(b' ' | b'\t' | b'\n' | b'\r') => {
+                    i = skip_line_comment(sql, i)?;
+                    shape.comments += 1;
+                }
                 Some(_) => return Err(Ambiguity::DashDash(i)),
             },
-            b'/' if b.get(i + 1) == Some(&b'*') => i = skip_block_comment(sql, i)?,
+            b'/' if b.get(i + 1) == Some(&b'*') => {
+                i = skip_block_comment(sql, i)?;
+                shape.comments += 1;
+            }
             b'\t' | b'\n' | b'\r' => i += 1,
             0..=0x1f | 0x7f => return Err(Ambiguity::Control(c, i)),
             0x80.. => return Err(non_ascii(sql, i)),
             _ => i += 1,
         }
     }
-    Ok(())
+    Ok(shape)
+}
+
+/// A byte that can end an identifier or a number (what a literal prefix is made of).
+fn is_word_byte(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c == b'_' || c == b'$'
 }
 
 fn non_ascii(sql: &str, at: usize) -> Ambiguity {
@@ -208,10 +254,44 @@ mod tests {
             ("SELECT `abc", false, "unterminated identifier"),
             ("SELECT 1 /* abc", false, "unterminated comment"),
             ("SELECT ä FROM t", false, "unquoted non-ASCII identifier"),
+            (
+                "SELECT X'0A', b'101', N'abc', _utf8mb4'abc'",
+                true,
+                "prefixed literals",
+            ),
+            (
+                "SELECT b\"\\\" ,1 \", 2 -- \"",
+                false,
+                "b-prefixed double-quoted literal",
+            ),
+            ("SELECT B\"x\"", false, "B-prefixed double quotes"),
+            (
+                "SELECT _utf8mb4'\\''",
+                false,
+                "backslash in a prefixed literal",
+            ),
+            (
+                "SELECT N'it''s'",
+                true,
+                "doubled quote in a prefixed literal",
+            ),
         ];
         for (sql, ok, what) in cases {
             let r = check(sql);
             assert_eq!(r.is_ok(), *ok, "case '{what}': {sql:?} -> {r:?}");
         }
+    }
+
+    #[test]
+    fn shapes() {
+        let s = check("SELECT 'a', \"b\", `c` /* d */ -- e\n# f\n").unwrap();
+        assert_eq!(
+            s,
+            Shape {
+                literals: 2,
+                comments: 3,
+                identifiers: 1
+            }
+        );
     }
 }

@@ -411,16 +411,72 @@ const DDL_WORDS: &[&str] = &[
     "CREATE", "ALTER", "DROP", "TRUNCATE", "RENAME", "ANALYZE", "OPTIMIZE", "REPAIR", "CHECK",
 ];
 
-/// A significant token: whitespace and comments are dropped by `significant`.
-fn significant(sql: &str) -> Result<Vec<Token>, SqlError> {
+/// The significant tokens (whitespace and comments dropped), once sqlparser's reading of the
+/// text has the `shape` the server-faithful lexer found: the same number of literals, comments
+/// and quoted identifiers. A text the two read differently is refused.
+fn significant(sql: &str, shape: crate::lexer::Shape) -> Result<Vec<Token>, SqlError> {
+    use sqlparser::tokenizer::Whitespace as W;
     let dialect = MySqlDialect {};
     let tokens = Tokenizer::new(&dialect, sql)
         .tokenize()
         .map_err(|e| SqlError::Unparseable(e.to_string()))?;
+    let mut seen = crate::lexer::Shape::default();
+    for t in &tokens {
+        match t {
+            Token::Whitespace(W::SingleLineComment { .. } | W::MultiLineComment(_)) => {
+                seen.comments += 1
+            }
+            Token::Word(Word {
+                quote_style: Some(_),
+                ..
+            }) => seen.identifiers += 1,
+            Token::Word(_) | Token::Whitespace(_) | Token::Number(..) | Token::Char(_) => {}
+            t if is_literal(t) => seen.literals += 1,
+            _ => {}
+        }
+    }
+    if seen != shape {
+        return Err(SqlError::Ambiguous(format!(
+            "the server and the classifier read this text differently \
+             (literals, comments, quoted identifiers: {}/{}/{} against {}/{}/{})",
+            shape.literals,
+            shape.comments,
+            shape.identifiers,
+            seen.literals,
+            seen.comments,
+            seen.identifiers
+        )));
+    }
     Ok(tokens
         .into_iter()
         .filter(|t| !matches!(t, Token::Whitespace(_)))
         .collect())
+}
+
+/// Every token sqlparser reads as a string literal.
+fn is_literal(t: &Token) -> bool {
+    matches!(
+        t,
+        Token::SingleQuotedString(_)
+            | Token::DoubleQuotedString(_)
+            | Token::TripleSingleQuotedString(_)
+            | Token::TripleDoubleQuotedString(_)
+            | Token::DollarQuotedString(_)
+            | Token::SingleQuotedByteStringLiteral(_)
+            | Token::DoubleQuotedByteStringLiteral(_)
+            | Token::TripleSingleQuotedByteStringLiteral(_)
+            | Token::TripleDoubleQuotedByteStringLiteral(_)
+            | Token::SingleQuotedRawStringLiteral(_)
+            | Token::DoubleQuotedRawStringLiteral(_)
+            | Token::TripleSingleQuotedRawStringLiteral(_)
+            | Token::TripleDoubleQuotedRawStringLiteral(_)
+            | Token::NationalStringLiteral(_)
+            | Token::QuoteDelimitedStringLiteral(_)
+            | Token::NationalQuoteDelimitedStringLiteral(_)
+            | Token::EscapedStringLiteral(_)
+            | Token::UnicodeStringLiteral(_)
+            | Token::HexStringLiteral(_)
+    )
 }
 
 /// The upper-cased text of an unquoted word (keywords and plain identifiers).
@@ -444,8 +500,8 @@ impl Statement {
                 max: max_len,
             });
         }
-        crate::lexer::check(sql).map_err(|e| SqlError::Ambiguous(e.to_string()))?;
-        let mut tokens = significant(sql)?;
+        let shape = crate::lexer::check(sql).map_err(|e| SqlError::Ambiguous(e.to_string()))?;
+        let mut tokens = significant(sql, shape)?;
         // A trailing `;` (or several) is harmless; one with anything after it is not.
         while matches!(tokens.last(), Some(Token::SemiColon)) {
             tokens.pop();
@@ -742,6 +798,9 @@ fn private_to_tenant(
         let what = match (a, b) {
             ("PROCESSLIST", _) | ("FULL", "PROCESSLIST") => Some("SHOW PROCESSLIST"),
             ("GRANTS", _) => Some("SHOW GRANTS"),
+            ("CREATE", "USER") => Some("SHOW CREATE USER"),
+            ("GLOBAL", "STATUS") => Some("SHOW GLOBAL STATUS"),
+            ("OPEN", "TABLES") => Some("SHOW OPEN TABLES"),
             ("VARIABLES", _) | (_, "VARIABLES") => Some("SHOW VARIABLES"),
             ("ENGINE", _) | ("ENGINES", _) | ("PLUGINS", _) => Some("SHOW ENGINE/PLUGINS"),
             ("MASTER" | "SLAVE" | "REPLICA" | "BINARY" | "BINLOG" | "RELAYLOG", _) => {
@@ -763,6 +822,13 @@ fn private_to_tenant(
         ) {
             return Some(format!(
                 "{n} (other sessions are not shown to read or write keys)"
+            ));
+        }
+        // The views of every system variable (`datadir`, `hostname`…), readable without any
+        // privilege: `information_schema.GLOBAL_VARIABLES`, `SYSTEM_VARIABLES`, …
+        if n.ends_with("_VARIABLES") || matches!(n, "GLOBAL_STATUS" | "SESSION_STATUS") {
+            return Some(format!(
+                "{n} (server settings are not shown to read or write keys)"
             ));
         }
         if let Some(var) = n.strip_prefix("@@") {
@@ -1107,6 +1173,29 @@ mod tests {
             Statement::parse(&sql, 50),
             Err(SqlError::TooLong { max: 50, .. })
         ));
+    }
+
+    #[test]
+    fn the_lexer_and_the_parser_must_agree() {
+        let ok = [
+            "SELECT /*+ MAX_EXECUTION_TIME(1) */ 1 # trailing\n",
+            "SELECT X'0A', b'101', N'x', _utf8mb4'y' -- z",
+            "SELECT 'a' 'b', \"c\" FROM `t` /* x */",
+            "SELECT 'it''s', 'a\\'b', \"q\\\"q\"",
+            "SELECT `we``ird` FROM t",
+        ];
+        for sql in ok {
+            let r = Statement::parse(sql, MAX);
+            assert!(r.is_ok(), "{sql:?}: {r:?}");
+        }
+        let refused = [
+            // sqlparser: a byte string `\` then a string; the server: `b`, then one escaped string.
+            "SELECT b\"\\\" ,1 \", (SELECT 1) FROM (SELECT 1 AS b) t -- \"",
+        ];
+        for sql in refused {
+            let r = Statement::parse(sql, MAX);
+            assert!(matches!(r, Err(SqlError::Ambiguous(_))), "{sql:?}: {r:?}");
+        }
     }
 
     #[test]

@@ -102,6 +102,10 @@ fn integer_checked<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Value>,
                 .bytes()
                 .all(|b| b.is_ascii_digit());
             if matches!(&v, Value::Number(n) if n.is_f64()) && integer_literal {
+                // `-0` is an integer literal that serde_json reads as a double.
+                if let Ok(n) = text.parse::<i64>() {
+                    return Ok(Value::from(n));
+                }
                 return Err(D::Error::custom(format!(
                     "params[{i}] = {text} is outside the range of 64-bit integers \
                      (send it as a string to compare with DECIMAL columns)"
@@ -317,6 +321,7 @@ mod tests {
                 true,
                 "a double stays a double",
             ),
+            (r#"{"sql":"SELECT ?","params":[-0]}"#, true, "minus zero"),
             (r#"[1,2]"#, false, "array body"),
             (r#"{"sql":"SELECT 1""#, false, "truncated JSON"),
             ("\u{0}\u{1}", false, "binary garbage"),
