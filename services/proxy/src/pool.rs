@@ -253,3 +253,42 @@ pub fn build(manager: Manager, size: u32, checkout_timeout: Duration) -> Pool {
         .error_handler(Box::new(r2d2::NopErrorHandler))
         .build_unchecked(manager)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_settings_per_flavour() {
+        let cases = [
+            (
+                Flavor::MariaDb,
+                "STRICT_TRANS_TABLES,NO_BACKSLASH_ESCAPES,NO_ENGINE_SUBSTITUTION",
+                "SET SESSION autocommit = 1, sql_mode = 'STRICT_TRANS_TABLES,NO_ENGINE_SUBSTITUTION', \
+                 max_statement_time = 12.000, sql_select_limit = 10001",
+                "MariaDB: seconds, and the escapes mode the lexer cannot follow removed",
+            ),
+            (
+                Flavor::MySql,
+                "ONLY_FULL_GROUP_BY,STRICT_TRANS_TABLES,no_backslash_escapes",
+                "SET SESSION autocommit = 1, sql_mode = 'ONLY_FULL_GROUP_BY,STRICT_TRANS_TABLES', \
+                 max_execution_time = 12000, sql_select_limit = 10001",
+                "MySQL 8.0: milliseconds (max_execution_time), any case of the mode",
+            ),
+            (
+                Flavor::MySql,
+                "",
+                "SET SESSION autocommit = 1, sql_mode = '', max_execution_time = 12000, \
+                 sql_select_limit = 10001",
+                "an empty sql_mode stays empty",
+            ),
+        ];
+        for (flavor, global, want, what) in cases {
+            assert_eq!(
+                flavor.session_sql(global, Duration::from_secs(12), 10_001),
+                want,
+                "{what}"
+            );
+        }
+    }
+}
