@@ -14,6 +14,10 @@
 #   SQLGATE_WATCH_PID     stop the cluster when this process exits (tests)
 #   SQLGATE_WATCH_CLEANUP 1: and then delete the state directory
 #
+# TLS: a private CA and a certificate for each node and service live in $SQLGATE_LOCAL_DIR/tls/
+# (keys mode 0600, made once with openssl); every node requires TLS on TCP
+# (require_secure_transport) and replication verifies the manager's certificate.
+#
 # Each node lives in $SQLGATE_LOCAL_DIR/db/<node>/ (my.cnf, data/, mysqld.sock, mysqld.pid,
 # error.log); root connects over the socket without a password. Generated passwords are kept in
 # $SQLGATE_LOCAL_DIR/secrets.env (mode 0600) and never passed on a command line.
@@ -124,6 +128,12 @@ write_cnf() {
       echo "log_replica_updates=ON"
       echo "mysqlx=OFF"
     fi
+    if [ "$REPLICATION" = 1 ]; then
+      echo "ssl_ca=$TLS/ca.pem"
+      echo "ssl_cert=$TLS/$node.pem"
+      echo "ssl_key=$TLS/$node-key.pem"
+      echo "require_secure_transport=ON"
+    fi
     if [ "$REPLICATION" = 1 ] && [ "$node" != manager ]; then
       echo "read_only=ON"
       if [ "$FLAVOR" = mysql ]; then echo "super_read_only=ON"; fi
@@ -170,6 +180,47 @@ start_node() {
   done
   tail -n 30 "$d/error.log" >&2 || true
   die "$node did not start (see $d/error.log)"
+}
+
+TLS=$DIR/tls
+
+# Issues `name`'s certificate from the local CA, for 127.0.0.1 and localhost (once).
+issue_cert() {
+  local name=$1
+  [ -s "$TLS/$name.pem" ] && [ -s "$TLS/$name-key.pem" ] && return 0
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=sqlgate $name" \
+    -keyout "$TLS/$name-key.pem" -out "$TLS/$name.csr" 2>/dev/null
+  openssl x509 -req -in "$TLS/$name.csr" -CA "$TLS/ca.pem" -CAkey "$TLS/ca-key.pem" \
+    -CAcreateserial -days 825 -sha256 -out "$TLS/$name.pem" \
+    -extfile <(printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\nbasicConstraints=CA:FALSE\n') 2>/dev/null
+  rm -f "$TLS/$name.csr"
+}
+
+# The local deployment's own CA and a certificate for every node and both services.
+ensure_tls() {
+  command -v openssl >/dev/null || die "openssl is needed for the local TLS certificates"
+  ( umask 077
+    mkdir -p "$TLS"
+    if [ ! -s "$TLS/ca.pem" ] || [ ! -s "$TLS/ca-key.pem" ]; then
+      log "creating the local CA in $TLS"
+      openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 \
+        -subj "/CN=sqlgate local CA" -keyout "$TLS/ca-key.pem" -out "$TLS/ca.pem" \
+        -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
+    fi
+    local entry node
+    for entry in "${NODES[@]}"; do read -r node _ _ <<<"$entry"; issue_cert "$node"; done
+    issue_cert proxy
+    issue_cert gatekeeper
+    issue_cert client
+    # sysbench 1.0 (--mysql-ssl=on) reads these names from its working directory.
+    mkdir -p "$TLS/sysbench"
+    ln -sf ../ca.pem "$TLS/sysbench/cacert.pem"
+    ln -sf ../client.pem "$TLS/sysbench/client-cert.pem"
+    ln -sf ../client-key.pem "$TLS/sysbench/client-key.pem" )
+  # Certificates are public; the keys stay 0600.
+  chmod 644 "$TLS"/*.pem
+  chmod 600 "$TLS"/*-key.pem
+  chmod 755 "$TLS" "$TLS/sysbench"
 }
 
 random_secret() { head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
@@ -243,33 +294,28 @@ INSERT IGNORE INTO sakila.actor (actor_id, first_name, last_name, last_update)
 SQL
 }
 
+# Points a worker at the manager, over TLS with the manager's certificate verified. Re-applied
+# on every start (GTID positions make it idempotent), so an older cluster gets TLS too.
 configure_worker() {
   local node=$1
-  local configured
   if [ "$FLAVOR" = mariadb ]; then
-    configured=$(sql "$node" -e "SHOW SLAVE STATUS" | wc -l)
-    if [ "$configured" -eq 0 ]; then
-      log "wiring $node to the manager (MASTER_USE_GTID=slave_pos)"
-      sql "$node" <<SQL
+    log "wiring $node to the manager over TLS (MASTER_USE_GTID=slave_pos)"
+    sql "$node" <<SQL
+STOP SLAVE;
 CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=$MANAGER_PORT, MASTER_USER='repl',
-  MASTER_PASSWORD='$REPL_PASSWORD', MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1;
+  MASTER_PASSWORD='$REPL_PASSWORD', MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1,
+  MASTER_SSL=1, MASTER_SSL_CA='$TLS/ca.pem', MASTER_SSL_VERIFY_SERVER_CERT=1;
 START SLAVE;
 SQL
-    else
-      sql "$node" -e "START SLAVE" 2>/dev/null || true
-    fi
   else
-    configured=$(sql "$node" -e "SHOW REPLICA STATUS" | wc -l)
-    if [ "$configured" -eq 0 ]; then
-      log "wiring $node to the manager (SOURCE_AUTO_POSITION=1)"
-      sql "$node" <<SQL
+    log "wiring $node to the manager over TLS (SOURCE_AUTO_POSITION=1)"
+    sql "$node" <<SQL
+STOP REPLICA;
 CHANGE REPLICATION SOURCE TO SOURCE_HOST='127.0.0.1', SOURCE_PORT=$MANAGER_PORT, SOURCE_USER='repl',
-  SOURCE_PASSWORD='$REPL_PASSWORD', SOURCE_AUTO_POSITION=1, GET_SOURCE_PUBLIC_KEY=1, SOURCE_CONNECT_RETRY=1;
+  SOURCE_PASSWORD='$REPL_PASSWORD', SOURCE_AUTO_POSITION=1, SOURCE_CONNECT_RETRY=1,
+  SOURCE_SSL=1, SOURCE_SSL_CA='$TLS/ca.pem', SOURCE_SSL_VERIFY_SERVER_CERT=1;
 START REPLICA;
 SQL
-    else
-      sql "$node" -e "START REPLICA" 2>/dev/null || true
-    fi
   fi
 }
 
@@ -305,7 +351,7 @@ start_watcher() {
 
 cmd_start() {
   ensure_server
-  if [ "$REPLICATION" = 1 ]; then load_secrets; fi
+  if [ "$REPLICATION" = 1 ]; then load_secrets; ensure_tls; fi
   for entry in "${NODES[@]}"; do read -r node port id <<<"$entry"; start_node "$node" "$port" "$id"; done
   if [ "$REPLICATION" = 1 ]; then
     bootstrap_manager

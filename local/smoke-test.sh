@@ -20,6 +20,8 @@ trap cleanup EXIT
 cargo build --quiet --locked -p proxy -p gatekeeper
 out=$(local/stack.sh up 2>&1) || { echo "$out"; fail "stack.sh up failed"; }
 cmd=$(grep '^curl ' <<<"$out") || { echo "$out"; fail "up printed no curl"; }
+grep -q -- "--cacert .* https://" <<<"$cmd" || fail "the printed curl is not HTTPS with the local CA: $cmd"
+! curl -fsS "http://127.0.0.1:$SQLGATE_GATEKEEPER_PORT/health" >/dev/null 2>&1 || fail "the gatekeeper answers plain HTTP"
 workers=""
 for _ in $(seq 1 20); do
   resp=$(eval "$cmd")
@@ -28,17 +30,18 @@ for _ in $(seq 1 20); do
   workers="$workers $(jq -r .node <<<"$resp")"
 done
 for w in worker-1 worker-2; do grep -q "$w" <<<"$workers" || fail "$w never served the curl:$workers"; done
-echo "smoke-test: the printed curl returns rows from both workers"
+echo "smoke-test: the printed HTTPS curl returns rows from both workers; plain HTTP is refused"
 
 pids_before=$(cat "$STATE"/run/*.pid "$STATE"/db/*/mysqld.pid | sort)
 out=$(local/stack.sh up 2>&1) || fail "second up failed: $out"
 grep -q "proxy already running" <<<"$out" || fail "second up restarted the proxy: $out"
 [ "$pids_before" = "$(cat "$STATE"/run/*.pid "$STATE"/db/*/mysqld.pid | sort)" ] || fail "second up changed processes"
 [ "$(cut -d: -f1 "$STATE/keys/ids" | sort | tr '\n' ' ')" = "admin read write " ] || fail "keys duplicated"
-for f in "$STATE"/keys/read "$STATE"/keys/write "$STATE"/keys/admin "$STATE"/secrets.env "$STATE"/proxy.env; do
+for f in "$STATE"/keys/read "$STATE"/keys/write "$STATE"/keys/admin "$STATE"/secrets.env "$STATE"/proxy.env \
+  "$STATE"/tls/ca-key.pem "$STATE"/tls/proxy-key.pem "$STATE"/tls/gatekeeper-key.pem "$STATE"/tls/manager-key.pem; do
   [ "$(stat -c %a "$f")" = 600 ] || fail "$f is not mode 0600"
 done
-echo "smoke-test: a second up changes nothing; keys and secrets are 0600"
+echo "smoke-test: a second up changes nothing; keys, secrets and TLS keys are 0600"
 
 # A rebuild replaces the binary: `up` restarts the service that runs the old one.
 old_proxy=$(cat "$STATE/run/proxy.pid")

@@ -78,6 +78,9 @@ PROXY_WRITE_PASSWORD=$WRITE_PASSWORD
 PROXY_ADMIN_USER=sqlgate_admin
 PROXY_ADMIN_PASSWORD=$ADMIN_PASSWORD
 PROXY_APP_SCHEMAS=$(tr ' ' ',' <<<"${SQLGATE_APP_SCHEMAS:-sakila app sbtest}")
+PROXY_TLS_CERT=$DIR/tls/proxy.pem
+PROXY_TLS_KEY=$DIR/tls/proxy-key.pem
+PROXY_DB_CA=$DIR/tls/ca.pem
 PROXY_MONITOR_USER=sqlgate_monitor
 PROXY_MONITOR_PASSWORD=$MONITOR_PASSWORD
 PROXY_DEFAULT_MODE=${PROXY_DEFAULT_MODE:-random}
@@ -88,7 +91,10 @@ EOF
     cat >"$DIR/gatekeeper.env" <<EOF
 GATEKEEPER_LISTEN=127.0.0.1:$GK_PORT
 GATEKEEPER_ADMIN_LISTEN=127.0.0.1:$ADMIN_PORT
-GATEKEEPER_PROXY_URL=http://127.0.0.1:$PROXY_PORT
+GATEKEEPER_PROXY_URL=https://127.0.0.1:$PROXY_PORT
+GATEKEEPER_PROXY_CA=$DIR/tls/ca.pem
+GATEKEEPER_TLS_CERT=$DIR/tls/gatekeeper.pem
+GATEKEEPER_TLS_KEY=$DIR/tls/gatekeeper-key.pem
 GATEKEEPER_PROXY_TOKEN=$PROXY_TOKEN
 GATEKEEPER_KEYS_FILE=$KEYS/keys.txt
 GATEKEEPER_HTTP_WORKERS=${GATEKEEPER_HTTP_WORKERS:-$http_workers}
@@ -140,7 +146,7 @@ wait_ready() {
     for s in proxy gatekeeper; do
       pid_of "$s" >/dev/null || { tail -n 20 "$RUN/$s.log" >&2; die "$s exited; see $RUN/$s.log"; }
     done
-    if curl -fsS "http://127.0.0.1:$GK_PORT/ready" >/dev/null 2>&1; then return 0; fi
+    if curl -fsS --cacert "$DIR/tls/ca.pem" "https://127.0.0.1:$GK_PORT/ready" >/dev/null 2>&1; then return 0; fi
   done
   die "the gatekeeper did not become ready in 60 s; see $RUN/*.log and local/stack.sh status"
 }
@@ -154,15 +160,16 @@ cmd_up() {
   start_service proxy "$DIR/proxy.env"
   start_service gatekeeper "$DIR/gatekeeper.env"
   wait_ready
-  local rel_keys=$KEYS
-  [ "$DIR" = "$ROOT/.local" ] && rel_keys=.local/keys
+  local rel_keys=$KEYS rel_ca=$DIR/tls/ca.pem
+  [ "$DIR" = "$ROOT/.local" ] && rel_keys=.local/keys && rel_ca=.local/tls/ca.pem
   cat <<EOF
 
-sqlgate is up: gatekeeper http://127.0.0.1:$GK_PORT (metrics on 127.0.0.1:$ADMIN_PORT),
+sqlgate is up: gatekeeper https://127.0.0.1:$GK_PORT (metrics on 127.0.0.1:$ADMIN_PORT),
 proxy 127.0.0.1:$PROXY_PORT, manager 127.0.0.1:$MANAGER_PORT, workers ${WORKER_PORTS[*]}.
-API keys (one per role) are in $rel_keys/{read,write,admin}. Try:
+API keys (one per role) are in $rel_keys/{read,write,admin}; every hop uses TLS from the local
+CA $rel_ca. Try:
 
-curl -s -X POST http://127.0.0.1:$GK_PORT/query -H 'Content-Type: application/json' -H "X-API-Key: \$(cat $rel_keys/read)" -d '{"sql": "SELECT first_name, last_name FROM sakila.actor WHERE actor_id = ?", "params": [7], "mode": "random"}'
+curl -s --cacert $rel_ca -X POST https://127.0.0.1:$GK_PORT/query -H 'Content-Type: application/json' -H "X-API-Key: \$(cat $rel_keys/read)" -d '{"sql": "SELECT first_name, last_name FROM sakila.actor WHERE actor_id = ?", "params": [7], "mode": "random"}'
 
 EOF
 }
@@ -189,7 +196,7 @@ cmd_status() {
     if pid=$(pid_of "$s"); then printf '%-10s running  pid=%s\n' "$s" "$pid"; else printf '%-10s stopped\n' "$s"; rc=3; fi
   done
   "$ROOT/local/cluster.sh" status || rc=3
-  if curl -fsS "http://127.0.0.1:$PROXY_PORT/ready" -o "$RUN/ready.json" 2>/dev/null; then
+  if curl -fsS --cacert "$DIR/tls/ca.pem" "https://127.0.0.1:$PROXY_PORT/ready" -o "$RUN/ready.json" 2>/dev/null; then
     printf 'proxy /ready: '
     if command -v jq >/dev/null; then
       jq -c '[.nodes[] | {name, eligible, reason, lag_seconds, rtt_ms}]' "$RUN/ready.json"

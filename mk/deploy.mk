@@ -11,34 +11,51 @@ WORKERS ?= 2
 ADMIN_CIDR ?=
 ALLOWED_CIDRS ?= 0.0.0.0/0
 KEEP_AMIS ?= 0
+CONFIRM ?=
+FINAL_SNAPSHOT ?=
+ALLOW_DATA_LOSS ?=
 
 DEPLOY_ENV = DEPLOY_VENV=$(DEPLOY_VENV) AWS_REGION=$(AWS_REGION) WORKERS=$(WORKERS) \
-	ADMIN_CIDR=$(ADMIN_CIDR) ALLOWED_CIDRS=$(ALLOWED_CIDRS) KEEP_AMIS=$(KEEP_AMIS)
+	ADMIN_CIDR=$(ADMIN_CIDR) ALLOWED_CIDRS=$(ALLOWED_CIDRS) KEEP_AMIS=$(KEEP_AMIS) \
+	CONFIRM=$(CONFIRM) FINAL_SNAPSHOT=$(FINAL_SNAPSHOT) ALLOW_DATA_LOSS=$(ALLOW_DATA_LOSS)
+
+# The operator's targets (deploy, destroy, backup, deploy-tools) need only
+# Python >= 3.10, Terraform >= 1.5, Packer >= 1.9, ssh and git, and install
+# nothing outside the venv: never a system package. CI's own test tools
+# (MariaDB, shellcheck, Debian's packer, checkov, moto) come from check-tools.
 
 ##@ AWS deploy
 
 .PHONY: deploy-tools
-deploy-tools: ## Install the deploy tools (apt: MariaDB, sysbench, packer; venv: ansible, checkov, moto); fast when present.
+deploy-tools: ## Check the operator's tools (says what to install) and make the deploy venv (ansible, boto3); installs nothing else.
 	@DEPLOY_VENV=$(DEPLOY_VENV) terraform/tools/deploy-tools.sh
 
+.PHONY: check-tools
+check-tools: ## CI only: apt packages for the offline proof (MariaDB, shellcheck, packer 1.6), plus checkov, moto, ansible-lint in the venv.
+	@DEPLOY_VENV=$(DEPLOY_VENV) terraform/tools/check-tools.sh
+
 .PHONY: deploy-check
-deploy-check: deploy-tools ## Prove the deploy path offline: terraform+moto, checkov, packer, units, ansible lint and a real replication run.
+deploy-check: check-tools ## Prove the deploy path offline: terraform+moto (no data lost on updates), checkov, packer, units, ansible, tools.
 	@DEPLOY_VENV=$(DEPLOY_VENV) terraform/tools/deploy-check.sh
 
 .PHONY: deploy
-deploy: deploy-tools ## Deploy to AWS: AMIs (only if the code changed), terraform apply, Ansible, then a real query. ADMIN_CIDR=, WORKERS=, AWS_REGION=
+deploy: ## Deploy to AWS: AMIs (only if the code changed), terraform apply (never replaces a database), Ansible, a real query.
 	@$(DEPLOY_ENV) terraform/tools/aws.sh deploy
 
 .PHONY: destroy
-destroy: deploy-tools ## Remove the AWS deployment, its AMIs and snapshots (KEEP_AMIS=1 keeps them) and its local state.
+destroy: ## Remove the AWS deployment after confirmation (CONFIRM=yes), offering a final snapshot (FINAL_SNAPSHOT=yes|no).
 	@$(DEPLOY_ENV) terraform/tools/aws.sh destroy
 
+.PHONY: backup
+backup: ## Consistent on-demand snapshot of the database (a worker's data volume, MySQL stopped on it meanwhile).
+	@$(DEPLOY_ENV) terraform/tools/aws.sh backup
+
 .PHONY: deploy-sysbench
-deploy-sysbench: deploy-tools ## Sysbench on the AWS cluster (2x100k rows; 4 threads, 30 s); results in results/sysbench/.
+deploy-sysbench: ## Sysbench on the AWS cluster (2x100k rows; 4 threads, 30 s); results in results/sysbench/.
 	@$(DEPLOY_ENV) terraform/tools/aws.sh sysbench
 
 .PHONY: deploy-loadtest
-deploy-loadtest: deploy-tools ## Run make loadtest against the AWS gatekeeper (GATEKEEPER_URL and a write API_KEY from the deployment).
+deploy-loadtest: ## Run make loadtest against the AWS gatekeeper (GATEKEEPER_URL and a write API_KEY from the deployment).
 	@vars=$$($(DEPLOY_ENV) terraform/tools/aws.sh env) && export $$vars && $(MAKE) --no-print-directory loadtest
 
 # Alone (make -f mk/deploy.mk) this fragment brings its own help.

@@ -7,8 +7,26 @@ source "amazon-ebs" "mysql" {
   region        = var.region
   instance_type = var.mysql_build_instance_type
   ssh_username  = "ubuntu"
-  ami_name      = "sqlgate-mysql-${local.timestamp}"
+  ami_name      = "sqlgate-mysql-${var.deployment_id}-${local.timestamp}"
   encrypt_boot  = true
+  # Instances launched from the AMI default to IMDSv2 only.
+  imds_support = "v2.0"
+
+  # An explicit network (the deployment's public subnet, from Terraform), so
+  # the build works in accounts without a default VPC; a public address for
+  # SSH, which the temporary security group opens to the operator only.
+  vpc_id                                = var.vpc_id
+  subnet_id                             = var.subnet_id
+  associate_public_ip_address           = true
+  ssh_interface                         = "public_ip"
+  temporary_security_group_source_cidrs = var.ssh_source_cidrs
+
+  # The build instance itself: IMDSv2 only, tokens do not leave the host.
+  metadata_options {
+    http_endpoint               = "enabled"
+    http_tokens                 = "required"
+    http_put_response_hop_limit = 1
+  }
 
   source_ami_filter {
     owners      = [local.ubuntu_owner]
@@ -21,7 +39,6 @@ source "amazon-ebs" "mysql" {
     }
   }
 
-
   launch_block_device_mappings {
     device_name           = "/dev/sda1"
     volume_size           = 16
@@ -32,12 +49,12 @@ source "amazon-ebs" "mysql" {
   }
 
   tags = merge(local.tags, {
-    Name                  = "sqlgate-mysql-${local.timestamp}"
+    Name                  = "sqlgate-mysql-${var.deployment_id}-${local.timestamp}"
     "sqlgate:role"        = "mysql"
     "sqlgate:source-hash" = var.mysql_source_hash
   })
   snapshot_tags = merge(local.tags, {
-    Name           = "sqlgate-mysql-${local.timestamp}"
+    Name           = "sqlgate-mysql-${var.deployment_id}-${local.timestamp}"
     "sqlgate:role" = "mysql"
   })
   run_tags = merge(local.tags, { Name = "sqlgate-mysql-packer-build" })

@@ -7,6 +7,26 @@ variable "region" {
   default     = "us-east-1"
 }
 
+variable "deployment_id" {
+  description = "Id of the deployment the AMIs belong to (tag sqlgate:deployment); make destroy removes only its own AMIs."
+  type        = string
+}
+
+variable "vpc_id" {
+  description = "VPC the build instances run in (make deploy passes the deployment's own; no default VPC needed)."
+  type        = string
+}
+
+variable "subnet_id" {
+  description = "Public subnet of vpc_id the build instances run in; they get a public address for SSH."
+  type        = string
+}
+
+variable "ssh_source_cidrs" {
+  description = "Networks the temporary build security group admits SSH from: the operator's address (make deploy passes ADMIN_CIDR)."
+  type        = list(string)
+}
+
 variable "git_commit" {
   description = "Git commit the images are built from (tagged on each AMI)."
   type        = string
@@ -64,9 +84,10 @@ locals {
   ubuntu_name  = "ubuntu/images/hvm-ssd/ubuntu-jammy-22.04-amd64-server-*"
 
   tags = {
-    Project            = "sqlgate"
-    ManagedBy          = "packer"
-    "sqlgate:commit"   = var.git_commit
-    "sqlgate:base-ami" = "{{ .SourceAMI }}"
+    Project              = "sqlgate"
+    ManagedBy            = "packer"
+    "sqlgate:deployment" = var.deployment_id
+    "sqlgate:commit"     = var.git_commit
+    "sqlgate:base-ami"   = "{{ .SourceAMI }}"
   }
 }

@@ -1,8 +1,10 @@
-# Five instances by default: gatekeeper (public subnet, public address),
+# Five instances by default: gatekeeper (public subnet, an Elastic IP),
 # proxy, manager and worker_count workers (private subnet, no public address:
 # the subnet maps none and they ask for none). No user data: every secret and
 # per-host setting is delivered by Ansible over SSH through the gatekeeper,
-# never through instance metadata.
+# never through instance metadata. Root volumes hold the AMI only: database
+# data lives on the dedicated volumes of data.tf, so gatekeeper and proxy are
+# replaced freely by a new app AMI and the database instances ignore AMIs.
 
 locals {
   # AMI and instance type of each role.
@@ -15,14 +17,13 @@ locals {
 }
 
 resource "aws_instance" "gatekeeper" {
-  ami                         = local.instance_roles.gatekeeper.ami
-  instance_type               = local.instance_roles.gatekeeper.type
-  subnet_id                   = aws_subnet.public.id
-  vpc_security_group_ids      = [aws_security_group.gatekeeper.id]
-  key_name                    = aws_key_pair.admin.key_name # checkov:skip=CKV2_AWS_41:No instance calls an AWS API; an instance profile would only put credentials in IMDS for an intruder to take.
-  associate_public_ip_address = true                        # checkov:skip=CKV_AWS_88:The gatekeeper is the public edge by design; it is the only instance with a public address.
-  ebs_optimized               = true
-  monitoring                  = false # checkov:skip=CKV_AWS_126:Basic 5-minute metrics suffice; 1-minute detailed monitoring is billed per instance and nothing here consumes it.
+  ami                    = local.instance_roles.gatekeeper.ami
+  instance_type          = local.instance_roles.gatekeeper.type
+  subnet_id              = aws_subnet.public.id
+  vpc_security_group_ids = [aws_security_group.gatekeeper.id]
+  key_name               = aws_key_pair.admin.key_name # checkov:skip=CKV2_AWS_41:No instance calls an AWS API; an instance profile would only put credentials in IMDS for an intruder to take.
+  ebs_optimized          = true
+  monitoring             = false # checkov:skip=CKV_AWS_126:Basic 5-minute metrics suffice; 1-minute detailed monitoring is billed per instance and nothing here consumes it.
 
   metadata_options {
     http_endpoint               = "enabled"
@@ -37,6 +38,11 @@ resource "aws_instance" "gatekeeper" {
     delete_on_termination = true
     tags                  = merge(local.tags, { Name = "${var.name}-gatekeeper" })
   }
+
+  # No associate_public_ip_address: the subnet maps no public address, and the
+  # gatekeeper's is the Elastic IP (aws_eip.gatekeeper), which outlives it.
+  # (Setting it to false would make every plan replace the instance once the
+  # Elastic IP is associated.)
 
   tags = { Name = "${var.name}-gatekeeper", Role = "gatekeeper" }
 }
@@ -91,6 +97,14 @@ resource "aws_instance" "manager" {
   }
 
   tags = { Name = "${var.name}-manager", Role = "manager" }
+
+  # The database instances are never replaced by a routine deploy: a new
+  # mysql AMI applies to new nodes only, existing ones are updated in place
+  # by Ansible (workers first, one at a time); a new SSH key pair does not
+  # recreate them either. Their data lives on aws_ebs_volume.*_data.
+  lifecycle {
+    ignore_changes = [ami, key_name]
+  }
 }
 
 resource "aws_instance" "worker" {
@@ -119,4 +133,12 @@ resource "aws_instance" "worker" {
   }
 
   tags = { Name = "${var.name}-worker-${count.index + 1}", Role = "worker" }
+
+  # The database instances are never replaced by a routine deploy: a new
+  # mysql AMI applies to new nodes only, existing ones are updated in place
+  # by Ansible (workers first, one at a time); a new SSH key pair does not
+  # recreate them either. Their data lives on aws_ebs_volume.*_data.
+  lifecycle {
+    ignore_changes = [ami, key_name]
+  }
 }

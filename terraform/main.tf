@@ -31,6 +31,11 @@ data "aws_ami" "app" {
   }
 
   filter {
+    name   = "tag:sqlgate:deployment"
+    values = [var.deployment_id]
+  }
+
+  filter {
     name   = "state"
     values = ["available"]
   }
@@ -48,6 +53,11 @@ data "aws_ami" "mysql" {
   }
 
   filter {
+    name   = "tag:sqlgate:deployment"
+    values = [var.deployment_id]
+  }
+
+  filter {
     name   = "state"
     values = ["available"]
   }
@@ -58,6 +68,8 @@ locals {
     Project     = var.name
     Environment = var.environment
     ManagedBy   = "terraform"
+    # Selects this deployment's AMIs, volumes and snapshots (make destroy).
+    "sqlgate:deployment" = var.deployment_id
   })
 
   az = coalesce(var.availability_zone, data.aws_availability_zones.available.names[0])

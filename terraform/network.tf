@@ -127,3 +127,19 @@ resource "aws_iam_role_policy" "flow_logs" {
   role        = aws_iam_role.flow_logs.id
   policy      = data.aws_iam_policy_document.flow_logs.json
 }
+
+# The gatekeeper's public address: an Elastic IP that outlives the instance,
+# so a new app AMI (which replaces the gatekeeper) keeps the API's address,
+# and with it the clients' configuration and the TLS certificate's name.
+resource "aws_eip" "gatekeeper" {
+  domain = "vpc"
+
+  tags = { Name = "${var.name}-gatekeeper" }
+
+  depends_on = [aws_internet_gateway.this]
+}
+
+resource "aws_eip_association" "gatekeeper" {
+  allocation_id = aws_eip.gatekeeper.id
+  instance_id   = aws_instance.gatekeeper.id
+}

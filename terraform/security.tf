@@ -2,12 +2,12 @@
 # description. Egress is as narrow as ingress: each group may open only the
 # connections the topology needs (replies are allowed by statefulness).
 #
-#   clients --80/443--> gatekeeper --5000--> proxy --3306, ICMP echo--> db <--3306--> db
+#   clients --443-----> gatekeeper --5000--> proxy --3306, ICMP echo--> db <--3306--> db
 #   admin   --22------> gatekeeper --22----> proxy, db   (the jump host)
 
 resource "aws_security_group" "gatekeeper" {
   name_prefix = "${var.name}-gatekeeper-"
-  description = "sqlgate gatekeeper: public HTTP edge and SSH jump host"
+  description = "sqlgate gatekeeper: public HTTPS edge and SSH jump host"
   vpc_id      = aws_vpc.this.id
 
   tags = { Name = "${var.name}-gatekeeper" }
@@ -43,21 +43,10 @@ resource "aws_security_group" "db" {
 
 # --- gatekeeper ---------------------------------------------------------------
 
-resource "aws_vpc_security_group_ingress_rule" "gatekeeper_http" {
-  for_each = toset(var.allowed_cidrs)
-
-  security_group_id = aws_security_group.gatekeeper.id
-  description       = "HTTP API from allowed client network ${each.value}"
-  ip_protocol       = "tcp" # checkov:skip=CKV_AWS_260:The gatekeeper's HTTP port is the public API by design; allowed_cidrs narrows it, and nothing else opens to 0.0.0.0/0.
-  from_port         = 80
-  to_port           = 80
-  cidr_ipv4         = each.value
-
-  tags = { Name = "${var.name}-gatekeeper-http" }
-}
-
+# The API is HTTPS on 443 only, from allowed_cidrs only; port 80 is closed
+# (no plaintext API, not even a redirect).
 resource "aws_vpc_security_group_ingress_rule" "gatekeeper_https" {
-  for_each = var.https_enabled ? toset(var.allowed_cidrs) : toset([])
+  for_each = toset(var.allowed_cidrs)
 
   security_group_id = aws_security_group.gatekeeper.id
   description       = "HTTPS API from allowed client network ${each.value}"

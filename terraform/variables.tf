@@ -31,6 +31,16 @@ variable "environment" {
   }
 }
 
+variable "deployment_id" {
+  description = "Id of this deployment (make deploy generates one and keeps it in .local/aws/deployment-id): tagged on every resource and AMI, it selects this deployment's AMIs, volumes and snapshots."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z0-9][a-z0-9-]{3,31}$", var.deployment_id))
+    error_message = "The deployment_id must be 4-32 lowercase letters, digits or hyphens."
+  }
+}
+
 variable "tags" {
   description = "Extra tags applied to every resource."
   type        = map(string)
@@ -55,7 +65,7 @@ variable "availability_zone" {
 }
 
 variable "allowed_cidrs" {
-  description = "CIDR blocks allowed to reach the gatekeeper's HTTP (and HTTPS) port: the API's clients."
+  description = "CIDR blocks allowed to reach the gatekeeper's HTTPS port (443), the API's clients; port 80 is closed."
   type        = list(string)
   default     = ["0.0.0.0/0"]
 
@@ -73,12 +83,6 @@ variable "admin_cidr" {
     condition     = can(cidrnetmask(var.admin_cidr)) && tonumber(split("/", var.admin_cidr)[1]) >= 16
     error_message = "The admin_cidr must be an IPv4 CIDR block no larger than a /16 (never 0.0.0.0/0), e.g. 203.0.113.7/32."
   }
-}
-
-variable "https_enabled" {
-  description = "Also open port 443 on the gatekeeper to allowed_cidrs (for a TLS terminator you add)."
-  type        = bool
-  default     = false
 }
 
 variable "ssh_public_key" {
@@ -136,7 +140,7 @@ variable "db_instance_type" {
 }
 
 variable "root_volume_size" {
-  description = "Size in GiB of each instance's encrypted gp3 root volume (at least the AMI's 16 GiB)."
+  description = "Size in GiB of each instance's encrypted gp3 root volume (at least the AMI's 16 GiB); database data is on its own volume (db_data_volume_size)."
   type        = number
   default     = 16
 
@@ -146,8 +150,52 @@ variable "root_volume_size" {
   }
 }
 
+variable "db_data_volume_size" {
+  description = "Size in GiB of each database node's encrypted gp3 data volume (MySQL's data directory). Growing it is an in-place change; shrinking is refused by AWS."
+  type        = number
+  default     = 20
+
+  validation {
+    condition     = var.db_data_volume_size >= 8 && var.db_data_volume_size <= 16384
+    error_message = "The db_data_volume_size must be between 8 and 16384 GiB."
+  }
+}
+
+variable "db_data_device_name" {
+  description = "Device name the data volumes are attached as (Nitro instances show them as NVMe devices; Ansible finds them by volume id)."
+  type        = string
+  default     = "/dev/sdf"
+
+  validation {
+    condition     = can(regex("^/dev/sd[f-p]$", var.db_data_device_name))
+    error_message = "The db_data_device_name must be one of /dev/sdf ... /dev/sdp."
+  }
+}
+
+variable "backup_retention_days" {
+  description = "Daily snapshots of each data volume the Data Lifecycle Manager keeps (one a day, so also the number of days)."
+  type        = number
+  default     = 7
+
+  validation {
+    condition     = var.backup_retention_days >= 1 && var.backup_retention_days <= 1000 && floor(var.backup_retention_days) == var.backup_retention_days
+    error_message = "The backup_retention_days must be a whole number from 1 to 1000."
+  }
+}
+
+variable "backup_time" {
+  description = "Time of day (UTC, hh:mm) the daily data volume snapshots start."
+  type        = string
+  default     = "03:00"
+
+  validation {
+    condition     = can(regex("^([01][0-9]|2[0-3]):[0-5][0-9]$", var.backup_time))
+    error_message = "The backup_time must be a UTC time of day as hh:mm, e.g. 03:00."
+  }
+}
+
 variable "app_ami_id" {
-  description = "AMI of the gatekeeper and proxy; null takes the newest AMI of this account tagged sqlgate:role=app (built by make deploy)."
+  description = "AMI of the gatekeeper and proxy; null takes the newest AMI of this account tagged sqlgate:role=app and this deployment_id (built by make deploy). A new one replaces both (they hold no data)."
   type        = string
   default     = null
 
@@ -158,7 +206,7 @@ variable "app_ami_id" {
 }
 
 variable "mysql_ami_id" {
-  description = "AMI of the database nodes; null takes the newest AMI of this account tagged sqlgate:role=mysql (built by make deploy)."
+  description = "AMI of new database nodes; null takes the newest AMI of this account tagged sqlgate:role=mysql and this deployment_id. Existing database instances ignore a change (updated in place by Ansible)."
   type        = string
   default     = null
 

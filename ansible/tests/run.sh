@@ -9,8 +9,17 @@
 # account may do what its role needs and no more, a second run must report
 # changed=0, the sysbench play must run and find no divergence, and the
 # services' env and keys files, the node config and the grants must render to
-# the contract for both flavours (mysql, mariadb). The instances are stopped on
-# every exit, failure included.
+# the contract for both flavours (mysql, mariadb), with the deployment's CA
+# and a host certificate made for real. The instances are stopped on every
+# exit, failure included.
+#
+# TLS as on AWS: sqlgate_tls makes the CA and a certificate per node (for
+# 127.0.0.1), mysql_config's tasks and template install them and render the
+# node settings (require_secure_transport=ON), and each instance is restarted
+# with them before the play; the workers must then replicate over TLS with
+# the manager's certificate verified, a plain TCP login must be refused, a
+# worker given another CA must stop replicating with a certificate error, and
+# workers wired without verification (an upgraded cluster) must be rewired.
 #
 #   ansible/tests/run.sh            (needs the deploy venv on PATH: make deploy-tools)
 set -euo pipefail
@@ -69,6 +78,13 @@ sql() { # node, SQL -> tab-separated rows
   mariadb --no-defaults --protocol=socket --socket="$TEST_DIR/db/$1/mysqld.sock" -uroot -N -B -e "$2"
 }
 
+# port NODE: the node's TCP port (from the inventory).
+port() {
+  local wports
+  read -r -a wports <<<"$WORKER_PORTS"
+  if [[ $1 == manager ]]; then echo "$MANAGER_PORT"; else echo "${wports[${1#worker-} - 1]}"; fi
+}
+
 workers=(worker-1 worker-2)
 nodes=(manager "${workers[@]}")
 for w in "${workers[@]}"; do
@@ -80,14 +96,59 @@ play() { # playbook, log file[, db_flavor (mariadb)]
     -e "db_flavor=${3:-mariadb}" "$ANSIBLE_DIR/$1" 2>&1 | tee "$TEST_DIR/$2"
 }
 
-# as_user NODE ROLE SQL: runs SQL over TCP as sqlgate_ROLE, password from the
-# generated secret (in the environment, never on the command line).
+# as_user NODE ROLE SQL [CLIENT TLS OPTIONS...]: runs SQL over TCP as
+# sqlgate_ROLE, password from the generated secret (in the environment, never
+# on the command line); over TLS with the node's certificate verified against
+# the deployment's CA unless other options are given.
 as_user() {
-  local port=$MANAGER_PORT wports
-  read -r -a wports <<<"$WORKER_PORTS"
-  [[ $1 == manager ]] || port=${wports[${1#worker-} - 1]}
-  MYSQL_PWD=$(cat "$TEST_DIR/state/secrets/$2_password") \
-    mariadb --no-defaults -h127.0.0.1 -P"$port" -u"sqlgate_$2" -N -B -e "$3"
+  local node=$1 role=$2 query=$3; shift 3
+  [[ $# -gt 0 ]] || set -- --ssl --ssl-ca="$TLS_CA" --ssl-verify-server-cert
+  MYSQL_PWD=$(cat "$TEST_DIR/state/secrets/${role}_password") \
+    mariadb --no-defaults -h127.0.0.1 -P"$(port "$node")" -u"sqlgate_$role" "$@" -N -B -e "$query"
+}
+
+# slave_status WORKER: SHOW SLAVE STATUS\G
+slave_status() {
+  mariadb --no-defaults --protocol=socket --socket="$TEST_DIR/db/$1/mysqld.sock" -uroot -e "SHOW SLAVE STATUS\G"
+}
+
+# check_replication WORKER: both threads run, from the manager, with GTID,
+# over TLS with the manager's certificate verified against the worker's CA.
+check_replication() {
+  local w=$1 status
+  status=$(slave_status "$w")
+  grep -q "Slave_IO_Running: Yes" <<<"$status" || die "$w: IO thread not running:\n$status"
+  grep -q "Slave_SQL_Running: Yes" <<<"$status" || die "$w: SQL thread not running:\n$status"
+  grep -q "Master_Port: $MANAGER_PORT" <<<"$status" || die "$w does not replicate from the manager"
+  grep -q "Using_Gtid: Slave_Pos" <<<"$status" || die "$w does not use GTID auto-positioning"
+  grep -qx " *Master_SSL_Allowed: Yes" <<<"$status" || die "$w: replication is not TLS:\n$status"
+  grep -qx " *Master_SSL_CA_File: $TEST_DIR/db/$w/tls/ca.pem" <<<"$status" ||
+    die "$w: replication does not verify against the node's installed CA:\n$status"
+  grep -qx " *Master_SSL_Verify_Server_Cert: Yes" <<<"$status" ||
+    die "$w: replication does not verify the manager's certificate:\n$status"
+  echo "ok: $w replicates from :$MANAGER_PORT with GTID over TLS (CA $TEST_DIR/db/$w/tls/ca.pem, certificate verified)"
+}
+
+# arrives TOKEN WORKER [SECONDS]: the canary row TOKEN reaches WORKER in time.
+arrives() {
+  for _ in $(seq 1 $((${3:-10} * 5))); do
+    [[ $(sql "$2" "SELECT COUNT(*) FROM app.canary WHERE token = '$1'" 2>/dev/null || echo 0) == 1 ]] && return 0
+    sleep 0.2
+  done
+  return 1
+}
+
+# canary: a write on the manager must reach both workers.
+canary() {
+  local token w
+  token="canary-$(date +%s)-$RANDOM"
+  sql manager "CREATE TABLE IF NOT EXISTS app.canary (id INT AUTO_INCREMENT PRIMARY KEY, token VARCHAR(64) NOT NULL);
+               INSERT INTO app.canary (token) VALUES ('$token')"
+  for w in "${workers[@]}"; do
+    arrives "$token" "$w" || die "the write on the manager did not reach $w within 10 s"
+    echo "ok: a write on the manager reached $w"
+  done
+  CANARY=$token
 }
 
 # check_account NODE USER PRIVILEGES: SHOW GRANTS must list exactly USAGE on
@@ -100,6 +161,30 @@ check_account() {
 }
 
 export ANSIBLE_CONFIG=$ANSIBLE_DIR/ansible.cfg ANSIBLE_NOCOLOR=1 ANSIBLE_FORCE_COLOR=0
+
+say "TLS: the deployment's CA and a certificate per node (sqlgate_tls), installed and rendered by mysql_config"
+play tests/tls.yml tls.log
+TLS_CA=$TEST_DIR/db-tls/ca.pem
+SERVER=$(command -v mariadbd || command -v mysqld || ls /usr/sbin/mariadbd /usr/sbin/mysqld 2>/dev/null | head -n 1) ||
+  die "no mariadbd or mysqld found"
+# local/cluster.sh wrote each instance's my.cnf (REPLICATION=0: no TLS of its
+# own); restart each with the rendered settings included, as a deploy's
+# config change restarts the server.
+for n in "${nodes[@]}"; do
+  d=$TEST_DIR/db/$n
+  grep -q "^require_secure_transport = ON$" "$d/zzz-sqlgate-node.cnf" || die "$n: the rendered config lacks require_secure_transport"
+  cluster stop-node "$n"
+  echo "!include $d/zzz-sqlgate-node.cnf" >>"$d/my.cnf"
+  rm -f "$d/mysqld.pid"
+  setsid nohup "$SERVER" --defaults-file="$d/my.cnf" </dev/null >>"$d/server.out" 2>&1 &
+  for _ in $(seq 1 120); do
+    mariadb-admin --no-defaults --protocol=socket --socket="$d/mysqld.sock" -uroot ping >/dev/null 2>&1 && break
+    sleep 0.5
+  done
+  [[ $(sql "$n" "SELECT @@require_secure_transport, @@have_ssl, @@ssl_ca") == "1	YES	$d/tls/ca.pem" ]] ||
+    die "$n did not come back with TLS required: $(sql "$n" "SELECT @@require_secure_transport, @@have_ssl, @@ssl_ca" 2>&1; tail -n 20 "$d/error.log")"
+  echo "ok: $n restarted with its rendered config: TLS with the deployment's certificate, require_secure_transport=ON"
+done
 
 say "an upgraded cluster: the old broad sqlgate_app, stray privileges of sqlgate_read and sqlgate_monitor"
 # Created on the manager before replication starts: the workers receive them
@@ -123,16 +208,12 @@ play replication.yml run1.log
 
 say "checking the result independently of the play"
 for w in "${workers[@]}"; do
-  status=$(mariadb --no-defaults --protocol=socket --socket="$TEST_DIR/db/$w/mysqld.sock" -uroot -e "SHOW SLAVE STATUS\G")
-  grep -q "Slave_IO_Running: Yes" <<<"$status" || die "$w: IO thread not running:\n$status"
-  grep -q "Slave_SQL_Running: Yes" <<<"$status" || die "$w: SQL thread not running:\n$status"
-  grep -q "Master_Port: $MANAGER_PORT" <<<"$status" || die "$w does not replicate from the manager"
-  grep -q "Using_Gtid: Slave_Pos" <<<"$status" || die "$w does not use GTID auto-positioning"
+  check_replication "$w"
   [[ $(sql "$w" "SELECT @@read_only") == 1 ]] || die "$w is not read_only"
   [[ $(sql "$w" "SELECT COUNT(*) FROM mysql.user WHERE user IN
         ('repl','sqlgate_read','sqlgate_write','sqlgate_admin','sqlgate_monitor','sbtest')") == 6 ]] ||
     die "$w lacks the accounts created on the manager"
-  echo "ok: $w replicates from :$MANAGER_PORT with GTID, read_only, accounts replicated"
+  echo "ok: $w read_only, accounts replicated"
 done
 [[ $(sql manager "SELECT @@read_only") == 0 ]] || die "the manager is read_only"
 
@@ -153,17 +234,21 @@ for s in "${APP_SCHEMAS[@]}"; do
 done
 echo "ok: the manager created ${APP_SCHEMAS[*]}"
 
-token="canary-$(date +%s)-$RANDOM"
-sql manager "CREATE TABLE IF NOT EXISTS app.canary (id INT AUTO_INCREMENT PRIMARY KEY, token VARCHAR(64) NOT NULL);
-             INSERT INTO app.canary (token) VALUES ('$token')"
-for w in "${workers[@]}"; do
-  for _ in $(seq 1 50); do
-    [[ $(sql "$w" "SELECT COUNT(*) FROM app.canary WHERE token = '$token'" 2>/dev/null || echo 0) == 1 ]] && break
-    sleep 0.2
-  done
-  [[ $(sql "$w" "SELECT COUNT(*) FROM app.canary WHERE token = '$token'") == 1 ]] ||
-    die "the write on the manager did not reach $w within 10 s"
-  echo "ok: a write on the manager reached $w"
+canary
+token=$CANARY
+
+say "TLS on every node: plain TCP refused, verified TLS accepted"
+for n in "${nodes[@]}"; do
+  if as_user "$n" read "SELECT 1" --skip-ssl >/dev/null 2>"$TEST_DIR/plain.err"; then
+    die "$n accepted a plain (non-TLS) TCP login"
+  fi
+  # MariaDB reports the refusal as "Access denied" (MySQL: "insecure
+  # transport"); the same account and password over TLS must then work.
+  grep -Eqi "insecure transport|Access denied" "$TEST_DIR/plain.err" ||
+    die "$n: the plain login failed for another reason: $(cat "$TEST_DIR/plain.err")"
+  cipher=$(as_user "$n" read "SHOW SESSION STATUS LIKE 'Ssl_cipher'") || die "$n refused a TLS login verified against the CA"
+  [[ $(cut -f2 <<<"$cipher") != "" ]] || die "$n: the TLS login has no cipher"
+  echo "ok: $n refuses plain TCP, accepts TLS with its certificate verified ($(cut -f2 <<<"$cipher"))"
 done
 
 # denied ROLE SQL WHAT: the manager must refuse SQL from sqlgate_ROLE.
@@ -196,12 +281,56 @@ for role in write admin; do
   echo "ok: worker-1 refuses writes from sqlgate_$role (read_only)"
 done
 
-say "second run of replication.yml: must change nothing"
+say "a worker given another CA than the manager's must not replicate"
+openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj "/CN=not the deployment CA" \
+  -keyout "$TEST_DIR/other-ca-key.pem" -out "$TEST_DIR/other-ca.pem" 2>/dev/null || die "openssl could not make a second CA"
+sql worker-1 "STOP SLAVE; CHANGE MASTER TO MASTER_SSL_CA='$TEST_DIR/other-ca.pem', MASTER_CONNECT_RETRY=1; START SLAVE"
+sql manager "INSERT INTO app.canary (token) VALUES ('$token-other-ca')"
+for _ in $(seq 1 30); do
+  status=$(slave_status worker-1)
+  if ! grep -q "Slave_IO_Running: Yes" <<<"$status" && grep -qiE "Last_IO_Error: .*(SSL|certificate|TLS)" <<<"$status"; then
+    break
+  fi
+  sleep 0.5
+done
+grep -q "Slave_IO_Running: Yes" <<<"$status" && die "worker-1 replicates with another CA:\n$status"
+grep -qiE "Last_IO_Error: .*(SSL|certificate|TLS)" <<<"$status" || die "worker-1 stopped, but not for the certificate:\n$status"
+arrives "$token-other-ca" worker-1 2 && die "a write reached worker-1 through a connection with another CA"
+echo "ok: worker-1 with another CA: IO thread $(sed -n 's/^ *Slave_IO_Running: //p' <<<"$status"), $(sed -n 's/^ *Last_IO_Error: //p' <<<"$status")"
+
+say "an upgraded cluster's wiring: TLS without the manager's certificate verified"
+# Restored as the previous deploy wired it (the stream encrypted, nothing
+# verified): it replicates, so the rolling checks pass, and the play must
+# rewire both workers to the verified CA.
+sql worker-1 "STOP SLAVE; CHANGE MASTER TO MASTER_SSL_CA='', MASTER_SSL_VERIFY_SERVER_CERT=0, MASTER_CONNECT_RETRY=10; START SLAVE"
+sql worker-2 "STOP SLAVE; CHANGE MASTER TO MASTER_SSL_VERIFY_SERVER_CERT=0; START SLAVE"
+arrives "$token-other-ca" worker-1 20 || die "worker-1 did not replicate again after the manager's CA was taken off"
+for w in "${workers[@]}"; do
+  grep -qx " *Master_SSL_Verify_Server_Cert: No" <<<"$(slave_status "$w")" || die "$w: could not unset the verification"
+done
+echo "ok: worker-1 restored and replicating; both workers replicate without verifying the manager's certificate"
+
+say "second run of replication.yml: must rewire both workers to verified TLS"
 play replication.yml run2.log
 recap=$(sed -n '/PLAY RECAP/,$p' "$TEST_DIR/run2.log")
-grep -Eq 'changed=[1-9]' <<<"$recap" && die "the second run changed something:\n$recap"
 grep -Eq 'failed=[1-9]|unreachable=[1-9]' <<<"$recap" && die "the second run failed:\n$recap"
-echo "ok: second run reported changed=0 on every host"
+for w in "${workers[@]}"; do
+  grep -Eq "^$w +: .*changed=[1-9]" <<<"$recap" || die "the second run did not rewire $w:\n$recap"
+  check_replication "$w"
+done
+canary
+
+say "third run of replication.yml: must change nothing"
+play replication.yml run3.log
+recap=$(sed -n '/PLAY RECAP/,$p' "$TEST_DIR/run3.log")
+grep -Eq 'changed=[1-9]' <<<"$recap" && die "the third run changed something:\n$recap"
+grep -Eq 'failed=[1-9]|unreachable=[1-9]' <<<"$recap" && die "the third run failed:\n$recap"
+echo "ok: third run reported changed=0 on every host"
+# Rolling updates: the first play (serial 1) verified each replicating worker
+# before touching the next one.
+order=$(sed -n 's/^included: .*verify\.yml for \(worker-[0-9]*\)$/\1/p' "$TEST_DIR/run3.log" | head -n 2 | tr '\n' ' ')
+[[ $order == "worker-1 worker-2 " ]] || die "the third run did not verify the workers one at a time, in order (got: $order)"
+echo "ok: third run updated and verified the workers one at a time (worker-1, then worker-2)"
 
 say "sysbench.yml (CI-sized): prepare on the manager, run everywhere, compare data"
 play sysbench.yml sysbench.log

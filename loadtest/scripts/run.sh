@@ -11,7 +11,7 @@ LOADTEST=${LOADTEST:-$ROOT/target/release/loadtest}
 STACK=$ROOT/local/stack.sh
 
 [ $# -gt 0 ] || set -- seed
-if [ -z "${GATEKEEPER_URL:-}" ] && curl -fsS "http://127.0.0.1:${SQLGATE_GATEKEEPER_PORT:-8080}/health" >/dev/null 2>&1; then
+if [ -z "${GATEKEEPER_URL:-}" ] && curl -fsS --cacert "${SQLGATE_LOCAL_DIR:-$ROOT/.local}/tls/ca.pem" "https://127.0.0.1:${SQLGATE_GATEKEEPER_PORT:-8080}/health" >/dev/null 2>&1; then
   GATEKEEPER_RATE_LIMIT_RPS=0 "$STACK" restart >/dev/null
   trap '"$STACK" restart >/dev/null || true' EXIT
 fi

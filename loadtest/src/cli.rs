@@ -14,7 +14,7 @@ use std::time::Duration;
 /// says otherwise, as for `local/stack.sh`.
 pub fn local_url() -> String {
     let port = std::env::var("SQLGATE_GATEKEEPER_PORT").unwrap_or_else(|_| "8080".into());
-    format!("http://127.0.0.1:{port}")
+    format!("https://127.0.0.1:{port}")
 }
 
 /// Whether `url` is on this machine (where the local stack's key files apply).
@@ -92,6 +92,10 @@ pub struct TargetArgs {
     /// SQLGATE_GATEKEEPER_PORT).
     #[arg(long, env = "GATEKEEPER_URL")]
     pub url: Option<String>,
+    /// The CA that signed the gatekeeper's certificate (default: the local stack's
+    /// `tls/ca.pem` for a gatekeeper on this machine, else the system's roots).
+    #[arg(long, env = "GATEKEEPER_CA_FILE")]
+    pub cacert: Option<PathBuf>,
     /// A file holding the API key (default: API_KEY, else the local stack's key file).
     #[arg(long)]
     pub key_file: Option<PathBuf>,
@@ -359,6 +363,14 @@ impl TargetArgs {
             .map_or_else(local_url, str::to_string)
     }
 
+    /// The CA to trust: the one given, else the local stack's for a local gatekeeper.
+    pub fn ca(&self) -> Option<PathBuf> {
+        self.cacert.clone().or_else(|| {
+            let local = self.local_dir.join("tls").join("ca.pem");
+            (self.is_local() && local.exists()).then_some(local)
+        })
+    }
+
     /// Whether the target is on this machine, so the local stack's key files apply.
     pub fn is_local(&self) -> bool {
         is_loopback(&self.url())
@@ -385,7 +397,7 @@ impl TargetArgs {
                 .flatten()
         });
         Ok(Target {
-            gateway: Gateway::new(&url, self.timeout)?,
+            gateway: Gateway::new(&url, self.timeout, self.ca().as_deref())?,
             key,
             admin_key,
         })
@@ -537,6 +549,7 @@ mod tests {
         std::fs::write(dir.path().join("keys/write"), "sk_w_secret\n").unwrap();
         let t = TargetArgs {
             url: None,
+            cacert: None,
             key_file: None,
             local_dir: dir.path().to_path_buf(),
             timeout: Duration::from_secs(1),

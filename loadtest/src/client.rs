@@ -5,6 +5,7 @@ use crate::runner::Outcome;
 use serde::Deserialize;
 use serde_json::Value;
 use sqlgate::wire::{Mode, QueryRequest, QueryResponse};
+use std::path::Path;
 use std::time::Duration;
 
 /// A gatekeeper and the keys to use on it.
@@ -59,14 +60,24 @@ struct ErrorDetail {
 
 impl Gateway {
     /// A client for the gatekeeper at `base` (`http://host:port`), with a per-request timeout.
-    pub fn new(base: &str, timeout: Duration) -> Result<Gateway, Error> {
+    /// `ca`: a PEM file of the only CA trusted for an `https://` gatekeeper (the local stack's,
+    /// or a deployment's); without it, the system's roots.
+    pub fn new(base: &str, timeout: Duration, ca: Option<&Path>) -> Result<Gateway, Error> {
         let base = base.trim_end_matches('/').to_string();
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             return Err(Error::Usage(format!(
                 "the gatekeeper URL {base:?} must start with http:// or https://"
             )));
         }
-        let http = reqwest::Client::builder()
+        sqlgate::tls::install_provider();
+        let mut builder = reqwest::Client::builder();
+        if let Some(ca) = ca {
+            let pem = sqlgate::tls::read_ca(ca).map_err(Error::Usage)?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| Error::Usage(format!("bad CA {}: {e}", ca.display())))?;
+            builder = builder.tls_certs_only(certs);
+        }
+        let http = builder
             .timeout(timeout)
             .connect_timeout(Duration::from_secs(3))
             .pool_max_idle_per_host(1024)

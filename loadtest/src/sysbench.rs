@@ -266,6 +266,8 @@ pub struct Cluster {
     pub nodes: Vec<(String, u16)>,
     pub user: String,
     password: String,
+    /// The local stack's TLS directory: `ca.pem` for the driver, `sysbench/` for sysbench.
+    tls: PathBuf,
 }
 
 impl Cluster {
@@ -314,6 +316,7 @@ impl Cluster {
             nodes,
             user: "sbtest".into(),
             password,
+            tls: local_dir.join("tls"),
         })
     }
 
@@ -336,7 +339,11 @@ impl Cluster {
             .user(Some(self.user.clone()))
             .pass(Some(self.password.clone()))
             .prefer_socket(false)
-            .tcp_connect_timeout(Some(Duration::from_secs(3)));
+            .tcp_connect_timeout(Some(Duration::from_secs(3)))
+            // The nodes require TLS; trust the local CA only.
+            .ssl_opts(Some(
+                mysql::SslOpts::default().with_root_cert_path(Some(self.tls.join("ca.pem"))),
+            ));
         mysql::Conn::new(opts).map_err(|e| {
             Error::Unreachable(format!(
                 "cannot connect to {}:{port} as {}: {e} (is the cluster up? make up)",
@@ -415,6 +422,9 @@ impl Cluster {
             .args(self.args(port, tables, table_size))
             .args(extra);
         cmd.env("MYSQL_PWD", &self.password);
+        // With --mysql-ssl=on, sysbench 1.0 reads cacert.pem, client-cert.pem and
+        // client-key.pem from its working directory (`local/cluster.sh` links them there).
+        cmd.current_dir(self.tls.join("sysbench"));
         cmd
     }
 
@@ -425,6 +435,7 @@ impl Cluster {
             format!("--mysql-port={port}"),
             format!("--mysql-user={}", self.user),
             "--mysql-db=sbtest".into(),
+            "--mysql-ssl=on".into(),
             format!("--tables={tables}"),
             format!("--table-size={table_size}"),
         ]
@@ -440,6 +451,7 @@ impl Cluster {
         extra: &[String],
     ) -> String {
         let mut parts = vec![
+            "cd .local/tls/sysbench &&".to_string(),
             "MYSQL_PWD=$SBTEST_PASSWORD".to_string(),
             "sysbench".into(),
             test.into(),

@@ -37,7 +37,12 @@ async fn a_short_seed_run_writes_reports_and_charts_and_counts_every_row() {
         .await
         .expect("start the stack");
     let target = Target {
-        gateway: Gateway::new(&stack.gatekeeper_url, Duration::from_secs(30)).unwrap(),
+        gateway: Gateway::new(
+            &stack.gatekeeper_url,
+            Duration::from_secs(30),
+            Some(&stack.ca),
+        )
+        .unwrap(),
         key: stack.keys.write.clone(),
         admin_key: Some(stack.keys.admin.clone()),
     };

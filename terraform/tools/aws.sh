@@ -1,20 +1,31 @@
 #!/usr/bin/env bash
-# The AWS deploy path behind `make deploy`, `make destroy` and their kin.
+# The AWS deploy path behind `make deploy`, `make destroy`, `make backup` and their kin.
 #
-#   terraform/tools/aws.sh preflight|deploy|destroy|sysbench|env
+#   terraform/tools/aws.sh preflight|deploy|destroy|backup|sysbench|env
 #
-# deploy:  preflight -> build the AMIs whose inputs changed (Packer) -> terraform apply
-#          -> Ansible (replication, services) -> a real query through the gatekeeper.
-# destroy: terraform destroy, then the AMIs and their snapshots (KEEP_AMIS=1 keeps them),
+# deploy:  preflight -> the network (first deploy only) -> the AMIs whose inputs changed
+#          (Packer, in the deployment's own public subnet) -> terraform plan, refused if it
+#          would delete or replace a database instance, a data volume or the Elastic IP
+#          -> apply -> Ansible (data volumes, replication, TLS, services) -> a real query.
+# destroy: asks for confirmation (CONFIRM=yes skips it), offers a final snapshot of the
+#          data volumes (FINAL_SNAPSHOT=yes|no), terraform destroy, then this deployment's
+#          AMIs and their snapshots (KEEP_AMIS=1 keeps them) and its daily snapshots,
 #          then the local state of the deployment (.local/aws).
+# backup:  a consistent snapshot of a worker's data volume, taken with MySQL stopped on it.
 #
 # Settings (environment; the Makefile passes its variables):
-#   AWS_REGION      region                                  (us-east-1)
-#   ADMIN_CIDR      who may SSH to the gatekeeper           (your address/32, detected)
-#   ALLOWED_CIDRS   who may call the API, comma-separated   (0.0.0.0/0)
-#   WORKERS         number of MySQL workers                 (2)
-#   DEPLOY_VENV     venv with ansible and boto3             (.local/venv-deploy)
-#   KEEP_AMIS       1: destroy leaves the AMIs
+#   AWS_REGION       region                                  (us-east-1)
+#   ADMIN_CIDR       who may SSH to the gatekeeper           (your address/32, detected)
+#   ALLOWED_CIDRS    who may call the API, comma-separated   (0.0.0.0/0)
+#   WORKERS          number of MySQL workers                 (2)
+#   DEPLOY_VENV      venv with ansible and boto3             (.local/venv-deploy)
+#   KEEP_AMIS        1: destroy leaves the AMIs
+#   CONFIRM          yes: destroy without asking
+#   FINAL_SNAPSHOT   yes|no: snapshot the data volumes before destroy (asked; yes with CONFIRM=yes)
+#   ALLOW_DATA_LOSS  yes: apply a plan that deletes database instances or volumes (fewer WORKERS)
+#
+# Nothing here installs anything outside the venv (deploy-tools.sh), and nothing runs a
+# system package manager.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -28,6 +39,9 @@ ALLOWED_CIDRS=${ALLOWED_CIDRS:-0.0.0.0/0}
 TFVARS=$STATE/terraform.tfvars.json
 INVENTORY=$STATE/inventory.yml
 KEYS_ENV=$STATE/keys/api-keys.env
+DEPLOYMENT_ID_FILE=$STATE/deployment-id
+TLS_CA=$STATE/tls/ca.pem
+TOOLS=$ROOT/terraform/tools
 export CHECKPOINT_DISABLE=1 TF_IN_AUTOMATION=1
 export ANSIBLE_CONFIG=$ROOT/ansible/ansible.cfg
 
@@ -36,32 +50,22 @@ die() { printf '%s\n' "$*" >&2; exit 1; }
 
 tf() { terraform -chdir="$ROOT/terraform" "$@"; }
 py() { "$VENV/bin/python" "$@"; }
+aws_py() { py "$TOOLS/aws_amis.py" "$@"; }
 
-version_ge() { # a >= b, dotted versions
-  [[ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -n1)" == "$2" ]]
+# Every tool and its version (saying what to install, Debian/Ubuntu and macOS),
+# then the venv, then the AWS credentials: before anything is created.
+preflight() {
+  DEPLOY_VENV=$VENV "$TOOLS/deploy-tools.sh" check "${1:-deploy}" venv
+  local who
+  who=$(aws_py whoami) || exit 1
+  say "AWS account ${who%% *} as ${who#* }, region $AWS_REGION"
 }
 
-# One clear line per missing prerequisite, before anything is created.
-preflight() {
-  local need_packer=${1:-1} v
-  command -v terraform >/dev/null ||
-    die "deploy: terraform not found: install Terraform >= 1.5 (https://developer.hashicorp.com/terraform/install), then retry"
-  v=$(terraform version -json 2>/dev/null | py -c 'import json,sys; print(json.load(sys.stdin)["terraform_version"])' 2>/dev/null || echo 0)
-  version_ge "$v" 1.5.0 || die "deploy: terraform $v is too old: install Terraform >= 1.5, then retry"
-  if [[ $need_packer == 1 ]]; then
-    command -v packer >/dev/null ||
-      die "deploy: packer not found: install Packer >= 1.9 (https://developer.hashicorp.com/packer/install), then retry"
-    v=$(packer version | sed -n 's/^Packer v\([0-9.]*\).*/\1/p' | head -n1)
-    version_ge "${v:-0}" 1.9.0 ||
-      die "deploy: packer ${v:-?} is too old to build (needs >= 1.9 for packer init): install it from https://developer.hashicorp.com/packer/install, then retry"
+deployment_id() {
+  if [[ ! -s $DEPLOYMENT_ID_FILE ]]; then
+    py -c 'import secrets; print("d" + secrets.token_hex(4))' >"$DEPLOYMENT_ID_FILE"
   fi
-  for tool in ssh ssh-keygen curl git; do
-    command -v "$tool" >/dev/null || die "deploy: $tool not found: install it (apt-get install openssh-client curl git), then retry"
-  done
-  [[ -x $VENV/bin/ansible-playbook ]] || die "deploy: the deploy tools are missing: run make deploy-tools, then retry"
-  local who
-  who=$(py "$ROOT/terraform/tools/aws_amis.py" whoami) || exit 1
-  say "AWS account ${who%% *} as ${who#* }, region $AWS_REGION"
+  cat "$DEPLOYMENT_ID_FILE"
 }
 
 ssh_key() {
@@ -72,49 +76,63 @@ ssh_key() {
 admin_cidr() {
   if [[ -n ${ADMIN_CIDR:-} ]]; then echo "$ADMIN_CIDR"; return; fi
   local ip
-  ip=$(curl -fsS --max-time 10 https://checkip.amazonaws.com | tr -d '[:space:]') ||
-    die "deploy: could not detect your public address: set ADMIN_CIDR (e.g. make deploy ADMIN_CIDR=203.0.113.7/32)"
-  [[ $ip =~ ^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+$ ]] || die "deploy: unexpected address '$ip': set ADMIN_CIDR"
+  ip=$(py "$TOOLS/deploy_util.py" my-ip) || exit 1
   echo "$ip/32"
 }
 
-# The Rust workspace as Packer uploads it: every non-ignored file but the
-# deploy path, docs and local tooling; deterministic, so its hash says
-# whether the code changed.
-source_tarball() {
-  local out=$STATE/sqlgate-src.tar.gz
-  (cd "$ROOT" && git ls-files -z -co --exclude-standard |
-    grep -zvE '^(packer|terraform|ansible|docs|local|mk|\.ci|results)/|\.md$' |
-    tar --null -T - --ignore-failed-read --sort=name --mtime='@0' --owner=0 --group=0 --numeric-owner -cf - |
-    gzip -n >"$out")
-  echo "$out"
+# tfvars APP_AMI MYSQL_AMI (empty: null, for the network-only first apply).
+write_tfvars() {
+  py - "$TFVARS" "$1" "$2" <<PY
+import json, sys
+out, app, mysql = sys.argv[1:]
+json.dump({
+    "region": "$AWS_REGION",
+    "deployment_id": "$DEPLOYMENT_ID",
+    "admin_cidr": "$CIDR",
+    "allowed_cidrs": [c.strip() for c in "$ALLOWED_CIDRS".split(",") if c.strip()],
+    "worker_count": int("$WORKERS"),
+    "ssh_public_key": open("$STATE/ssh/id_ed25519.pub").read().strip(),
+    "app_ami_id": app or None,
+    "mysql_ami_id": mysql or None,
+}, open(out, "w"), indent=2)
+PY
 }
 
-hash_files() { (cd "$ROOT" && sha256sum "$@" | sha256sum | cut -c1-16); }
+# The first deploy creates the network alone, so Packer can build in the
+# deployment's own public subnet (no default VPC needed).
+network() {
+  tf init -input=false >/dev/null
+  if ! tf state list 2>/dev/null | grep -qx 'aws_route_table_association.public'; then
+    say "creating the network first (Packer builds in its public subnet)"
+    tf apply -input=false -auto-approve -var-file="$TFVARS" \
+      -target=aws_route_table_association.public -target=aws_route.public_internet >/dev/null
+  fi
+  VPC_ID=$(tf output -raw vpc_id 2>/dev/null || tf state show -no-color aws_vpc.this | sed -n 's/^ *id *= *"\(vpc-[^"]*\)".*/\1/p')
+  SUBNET_ID=$(tf output -raw public_subnet_id 2>/dev/null || tf state show -no-color aws_subnet.public | sed -n 's/^ *id *= *"\(subnet-[^"]*\)".*/\1/p')
+  [[ -n $VPC_ID && -n $SUBNET_ID ]] || die "deploy: could not read the VPC and public subnet from the Terraform state"
+}
 
 build_amis() {
-  local tarball app_hash mysql_hash commit only=() app_ami mysql_ami
-  tarball=$(source_tarball)
-  app_hash=$( (sha256sum "$tarball" | cut -d' ' -f1; hash_files packer/plugins.pkr.hcl packer/variables.pkr.hcl packer/app.pkr.hcl \
-    packer/scripts/base.sh packer/scripts/build-services.sh packer/scripts/install-services.sh packer/scripts/cleanup.sh \
-    packer/files/sqlgate-app/*) | sha256sum | cut -c1-16)
-  mysql_hash=$(hash_files packer/plugins.pkr.hcl packer/variables.pkr.hcl packer/mysql.pkr.hcl packer/scripts/base.sh \
-    packer/scripts/mysql.sh packer/scripts/cleanup.sh packer/files/sqlgate-mysql/*)
-  app_ami=$(py "$ROOT/terraform/tools/aws_amis.py" find app "$app_hash")
-  mysql_ami=$(py "$ROOT/terraform/tools/aws_amis.py" find mysql "$mysql_hash")
+  local hashes app_hash mysql_hash commit only=() app_ami mysql_ami tarball=$STATE/sqlgate-src.tar.gz
+  hashes=$(py "$TOOLS/deploy_util.py" bundle "$tarball")
+  app_hash=$(py -c 'import json,sys; print(json.loads(sys.argv[1])["app"])' "$hashes")
+  mysql_hash=$(py -c 'import json,sys; print(json.loads(sys.argv[1])["mysql"])' "$hashes")
+  app_ami=$(aws_py find app "$app_hash" "$DEPLOYMENT_ID")
+  mysql_ami=$(aws_py find mysql "$mysql_hash" "$DEPLOYMENT_ID")
   [[ -n $app_ami ]] || only+=(amazon-ebs.app)
   [[ -n $mysql_ami ]] || only+=(amazon-ebs.mysql)
   if ((${#only[@]})); then
     commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo none)
     git -C "$ROOT" diff --quiet HEAD 2>/dev/null || commit="$commit-dirty"
-    say "building ${only[*]} with Packer (code changed since the last AMI; 10-20 minutes)"
+    say "building ${only[*]} with Packer in $SUBNET_ID, SSH from $CIDR only (10-20 minutes)"
     packer init "$ROOT/packer" >/dev/null
     (IFS=,; packer build -only="${only[*]}" \
-      -var "region=$AWS_REGION" -var "git_commit=$commit" \
+      -var "region=$AWS_REGION" -var "deployment_id=$DEPLOYMENT_ID" -var "git_commit=$commit" \
+      -var "vpc_id=$VPC_ID" -var "subnet_id=$SUBNET_ID" -var "ssh_source_cidrs=[\"$CIDR\"]" \
       -var "app_source_hash=$app_hash" -var "mysql_source_hash=$mysql_hash" \
       -var "source_tarball=$tarball" "$ROOT/packer")
-    app_ami=$(py "$ROOT/terraform/tools/aws_amis.py" find app "$app_hash")
-    mysql_ami=$(py "$ROOT/terraform/tools/aws_amis.py" find mysql "$mysql_hash")
+    app_ami=$(aws_py find app "$app_hash" "$DEPLOYMENT_ID")
+    mysql_ami=$(aws_py find mysql "$mysql_hash" "$DEPLOYMENT_ID")
   else
     say "AMIs up to date: app $app_ami, mysql $mysql_ami (no Packer build)"
   fi
@@ -122,78 +140,117 @@ build_amis() {
   APP_AMI=$app_ami MYSQL_AMI=$mysql_ami
 }
 
-write_tfvars() {
-  local cidr; cidr=$(admin_cidr)
-  say "SSH allowed from $cidr only; API open to $ALLOWED_CIDRS; $WORKERS workers"
-  py - "$TFVARS" <<PY
-import json, sys
-json.dump({
-    "region": "$AWS_REGION",
-    "admin_cidr": "$cidr",
-    "allowed_cidrs": [c.strip() for c in "$ALLOWED_CIDRS".split(",") if c.strip()],
-    "worker_count": int("$WORKERS"),
-    "ssh_public_key": open("$STATE/ssh/id_ed25519.pub").read().strip(),
-    "app_ami_id": "$APP_AMI",
-    "mysql_ami_id": "$MYSQL_AMI",
-}, open(sys.argv[1], "w"), indent=2)
-PY
+# Plan, refuse a plan that loses data, apply exactly that plan.
+apply() {
+  local plan=$STATE/tfplan
+  tf plan -input=false -out="$plan" -var-file="$TFVARS" >"$STATE/tfplan.txt" ||
+    { cat "$STATE/tfplan.txt"; die "deploy: terraform plan failed"; }
+  grep -E '^(Plan:|No changes)' "$STATE/tfplan.txt" || true
+  tf show -json "$plan" >"$plan.json"
+  if ! py "$TOOLS/deploy_util.py" plan-guard "$plan.json"; then
+    if [[ ${ALLOW_DATA_LOSS:-} == yes ]]; then
+      say "ALLOW_DATA_LOSS=yes: applying a plan that deletes the resources above"
+    else
+      die "deploy: nothing was applied. The plan above would delete database data; if that is intended
+(e.g. fewer WORKERS), take a backup (make backup) and rerun with ALLOW_DATA_LOSS=yes."
+    fi
+  fi
+  tf apply -input=false "$plan"
 }
 
 api_key() { sed -n "s/^SQLGATE_API_KEY_$1=//p" "$KEYS_ENV"; }
 
 deploy() {
-  preflight
+  preflight deploy
+  DEPLOYMENT_ID=$(deployment_id)
+  CIDR=$(admin_cidr)
   ssh_key
+  say "deployment $DEPLOYMENT_ID; SSH allowed from $CIDR only; API (HTTPS) open to $ALLOWED_CIDRS; $WORKERS workers"
+  write_tfvars "" ""
+  network
   build_amis
-  write_tfvars
-  say "terraform apply"
-  tf init -input=false >/dev/null
-  tf apply -input=false -auto-approve -var-file="$TFVARS"
+  write_tfvars "$APP_AMI" "$MYSQL_AMI"
+  say "terraform apply (database instances and volumes are never replaced)"
+  apply
   tf output -raw ansible_inventory >"$INVENTORY"
-  say "configuring the hosts with Ansible (replication, then services)"
+  say "configuring the hosts with Ansible (data volumes, replication workers first, TLS, services)"
   "$VENV/bin/ansible-playbook" -i "$INVENTORY" "$ROOT/ansible/site.yml"
-  local url key body
+  local url key
   url=$(tf output -raw gatekeeper_url)
   key=$(api_key READ)
   say "checking the deployment with a real query"
-  body=$(curl -fsS --max-time 20 -X POST "$url/query" -H 'Content-Type: application/json' -H "X-API-Key: $key" \
-    -d '{"sql": "SELECT COUNT(*) AS actors FROM sakila.actor", "mode": "random"}') ||
-    die "deploy: the gatekeeper at $url did not answer the test query"
-  echo "$body"
+  py "$TOOLS/deploy_util.py" query "$url" "$key" "$TLS_CA"
   cat <<EOF
 
-sqlgate is deployed: $url
+sqlgate is deployed: $url  (deployment $DEPLOYMENT_ID; its address is an Elastic IP)
 API keys (read, write, admin): $KEYS_ENV (mode 0600, keep it secret)
+TLS: the certificate is issued by this deployment's CA, $TLS_CA (give it to your clients)
 Try it:
-  curl -s -X POST $url/query -H 'Content-Type: application/json' \\
+  curl -s --cacert $TLS_CA -X POST $url/query -H 'Content-Type: application/json' \\
     -H "X-API-Key: \$(sed -n 's/^SQLGATE_API_KEY_READ=//p' $KEYS_ENV)" \\
     -d '{"sql": "SELECT first_name FROM sakila.actor WHERE actor_id = ?", "params": [7], "mode": "random"}'
+Backups: daily snapshots (Data Lifecycle Manager); make backup for one now.
 Benchmarks: make deploy-sysbench, make deploy-loadtest.  Remove everything: make destroy
 EOF
 }
 
+# ask QUESTION: yes/no from the terminal; no terminal answers no.
+ask() {
+  local answer
+  [[ -t 0 ]] || return 1
+  read -r -p "$1 " answer
+  [[ $answer =~ ^[Yy]([Ee][Ss])?$ ]]
+}
+
 destroy() {
-  preflight 0
+  preflight destroy
+  [[ -s $DEPLOYMENT_ID_FILE ]] || die "destroy: no deployment recorded in $DEPLOYMENT_ID_FILE: nothing to destroy"
+  DEPLOYMENT_ID=$(cat "$DEPLOYMENT_ID_FILE")
+  if [[ ${CONFIRM:-} != yes ]]; then
+    [[ -t 0 ]] || die "destroy: this deletes deployment $DEPLOYMENT_ID and its database data: rerun with CONFIRM=yes"
+    printf 'This deletes deployment %s in %s: its instances and its DATABASE DATA VOLUMES.\n' "$DEPLOYMENT_ID" "$AWS_REGION"
+    local answer
+    read -r -p "Type the deployment id ($DEPLOYMENT_ID) to confirm: " answer
+    [[ $answer == "$DEPLOYMENT_ID" ]] || die "destroy: not confirmed; nothing was deleted"
+  fi
+  local final=${FINAL_SNAPSHOT:-}
+  if [[ -z $final ]]; then
+    if [[ ${CONFIRM:-} == yes ]]; then final=yes
+    elif ask "Take a final snapshot of the data volumes first (kept after destroy)? [Y/n]"; then final=yes
+    else final=no; fi
+  fi
+  if [[ $final == yes ]]; then
+    say "final snapshot of the data volumes (kept; tagged sqlgate:snapshot=final)"
+    aws_py snapshot-data "$DEPLOYMENT_ID" final
+  fi
   if [[ -f $TFVARS ]]; then
     say "terraform destroy"
     tf init -input=false >/dev/null
     tf destroy -input=false -auto-approve -var-file="$TFVARS"
   elif [[ -n $(tf state list 2>/dev/null) ]]; then
     die "destroy: Terraform state holds resources but $TFVARS is gone: run terraform -chdir=terraform destroy by hand"
-  else
-    say "no deployment recorded in $TFVARS: nothing for Terraform to destroy"
   fi
   if [[ ${KEEP_AMIS:-0} == 1 ]]; then
     say "keeping the AMIs (KEEP_AMIS=1)"
   else
-    py "$ROOT/terraform/tools/aws_amis.py" purge
+    aws_py purge "$DEPLOYMENT_ID"
   fi
-  rm -rf "$TFVARS" "$INVENTORY" "$STATE/secrets" "$STATE/keys" "$STATE/ssh" "$STATE/sqlgate-src.tar.gz" "$STATE/packer-manifest.json"
-  say "destroyed: nothing of sqlgate is left in $AWS_REGION"
+  aws_py purge-snapshots "$DEPLOYMENT_ID"
+  rm -rf "$TFVARS" "$INVENTORY" "$STATE/secrets" "$STATE/keys" "$STATE/ssh" "$STATE/tls" "$STATE/sqlgate-src.tar.gz" \
+    "$STATE/packer-manifest.json" "$STATE/tfplan" "$STATE/tfplan.json" "$STATE/tfplan.txt"
+  [[ ${KEEP_AMIS:-0} == 1 ]] || rm -f "$DEPLOYMENT_ID_FILE"
+  say "destroyed deployment $DEPLOYMENT_ID in $AWS_REGION"
 }
 
 need_deployment() {
   [[ -s $INVENTORY ]] || die "no deployment found ($INVENTORY is missing): run make deploy first"
+  DEPLOY_VENV=$VENV "$TOOLS/deploy-tools.sh" venv >&2
+}
+
+backup() {
+  need_deployment
+  preflight backup
+  "$VENV/bin/ansible-playbook" -i "$INVENTORY" "$ROOT/ansible/backup.yml"
 }
 
 sysbench() {
@@ -202,19 +259,20 @@ sysbench() {
   say "results in $ROOT/results/sysbench/"
 }
 
-# For deploy-loadtest: the target and a write key, as the shell assignments
-# `make loadtest` reads (GATEKEEPER_URL, API_KEY).
+# For deploy-loadtest: the target, a write key and the CA, as the shell assignments
+# `make loadtest` reads (GATEKEEPER_URL, API_KEY; GATEKEEPER_CA_FILE: the deployment's CA).
 env_for_loadtest() {
   need_deployment
-  printf 'GATEKEEPER_URL=%s\nAPI_KEY=%s\n' "$(tf output -raw gatekeeper_url)" "$(api_key WRITE)"
+  printf 'GATEKEEPER_URL=%s\nAPI_KEY=%s\nGATEKEEPER_CA_FILE=%s\n' "$(tf output -raw gatekeeper_url)" "$(api_key WRITE)" "$TLS_CA"
 }
 
 mkdir -p "$STATE"
 case "${1:-}" in
-  preflight) preflight ;;
+  preflight) preflight "${2:-deploy}" ;;
   deploy) deploy ;;
   destroy) destroy ;;
+  backup) backup ;;
   sysbench) sysbench ;;
   env) env_for_loadtest ;;
-  *) die "usage: $0 preflight|deploy|destroy|sysbench|env" ;;
+  *) die "usage: $0 preflight [deploy|destroy|backup]|deploy|destroy|backup|sysbench|env" ;;
 esac

@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
 # The AWS deploy path proved offline (make deploy-check): Terraform (fmt,
-# validate, a real apply/destroy against a moto mock on loopback), checkov,
-# Packer (fmt, validate), the systemd units' hardening, shell syntax, Ansible
-# (syntax, lint, and the replication play run for real against three local
-# MariaDB instances). Every step runs, each under a time limit; the summary
+# validate, a real apply against a moto mock on loopback, then plans and an
+# apply with new AMIs that must replace no database instance, data volume or
+# Elastic IP, then destroy), checkov, Packer (fmt, validate, the build
+# instance's lock-down), the operator's tools (pins resolve for Python 3.10
+# and 3.11; no package manager is ever run), the systemd units' hardening,
+# shell syntax, Ansible (syntax, lint, and the replication play run for real
+# against three local MariaDB instances).
+#
+# CI's own tools come from check-tools.sh (make check-tools); the operator's
+# path (make deploy) installs nothing outside its venv. Every step runs, each under a time limit; the summary
 # line counts them and the exit code is non-zero if any failed. A step whose
 # tool cannot be installed from a package registry (Terraform) is reported
 # as SKIP, loudly, never as a pass.
@@ -90,26 +96,35 @@ if command -v terraform >/dev/null; then
 fi
 if [[ -z $tf_reason ]]; then
   step "terraform validate" 120 tf_validate
-  step "terraform apply/destroy against moto (pytest)" 600 \
-    python -m pytest -p no:cacheprovider -q terraform/tests
+  step "terraform+moto: apply; new AMIs keep the data" 900 \
+    python -m pytest -p no:cacheprovider -q terraform/tests/test_moto.py
 else
   skip "terraform $(command -v terraform >/dev/null || echo 'fmt, ')validate, apply/destroy against moto" "$tf_reason"
 fi
 
 step "checkov -d terraform" 300 checkov -d terraform --quiet --compact --skip-download
 
+# --- The operator's tools ------------------------------------------------------
+step "operator tools: py3.10/3.11 pins, no apt, hints" 900 \
+  python -m pytest -p no:cacheprovider -q terraform/tests/test_operator_path.py
+
 # --- Packer ------------------------------------------------------------------
-# Debian's packer 1.6.6 predates required_plugins: validate every file but
-# plugins.pkr.hcl, from a staging directory of links (so path.root resolves).
+# Debian's packer 1.6.6 predates required_plugins and the amazon plugin's
+# imds_support and metadata_options: validate every file but plugins.pkr.hcl,
+# from a staging directory (links to scripts/ and files/, so path.root
+# resolves), with those two settings cut from copies of the templates. The
+# operator path test checks that they are there (IMDSv2 on the builds).
 packer_validate() {
-  local stage=$ROOT/.local/packer-validate
+  local stage=$ROOT/.local/packer-validate f
   rm -rf "$stage" && mkdir -p "$stage"
   for f in packer/*.pkr.hcl; do
-    [[ $(basename "$f") == plugins.pkr.hcl ]] || ln -s "$ROOT/$f" "$stage/"
+    [[ $(basename "$f") == plugins.pkr.hcl ]] && continue
+    sed -e '/^ *imds_support *=/d' -e '/^ *metadata_options *{/,/^ *}/d' "$f" >"$stage/$(basename "$f")"
   done
   ln -s "$ROOT/packer/scripts" "$ROOT/packer/files" "$stage/"
   : >"$stage/src.tar.gz"
-  packer validate -var "source_tarball=$stage/src.tar.gz" "$stage"
+  packer validate -var "source_tarball=$stage/src.tar.gz" -var deployment_id=check -var vpc_id=vpc-0123456789abcdef0 \
+    -var subnet_id=subnet-0123456789abcdef0 -var 'ssh_source_cidrs=["203.0.113.7/32"]' "$stage"
 }
 export -f packer_validate
 
@@ -117,7 +132,7 @@ if command -v packer >/dev/null; then
   step "packer fmt -check" 60 packer fmt -check -diff packer
   step "packer validate (all but plugins.pkr.hcl)" 120 packer_validate
 else
-  step "packer installed (make deploy-tools)" 5 false
+  step "packer installed (make check-tools)" 5 false
 fi
 
 # --- systemd units and scripts -------------------------------------------------
@@ -161,7 +176,7 @@ step "shell scripts: syntax" 60 shell_check
 # --- Ansible -------------------------------------------------------------------
 ansible_syntax() {
   cd ansible && export ANSIBLE_CONFIG=$PWD/ansible.cfg &&
-    ansible-playbook --syntax-check -i tests/inventory.yml site.yml replication.yml services.yml sysbench.yml
+    ansible-playbook --syntax-check -i tests/inventory.yml site.yml replication.yml services.yml sysbench.yml backup.yml
 }
 export -f ansible_syntax
 step "ansible-playbook --syntax-check" 120 ansible_syntax

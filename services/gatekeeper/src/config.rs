@@ -19,6 +19,10 @@ pub const TIMEOUT_MS: &str = "GATEKEEPER_TIMEOUT_MS";
 pub const RATE_LIMIT_RPS: &str = "GATEKEEPER_RATE_LIMIT_RPS";
 pub const RATE_LIMIT_BURST: &str = "GATEKEEPER_RATE_LIMIT_BURST";
 pub const HTTP_WORKERS: &str = "GATEKEEPER_HTTP_WORKERS";
+pub const TLS_CERT: &str = "GATEKEEPER_TLS_CERT";
+pub const TLS_KEY: &str = "GATEKEEPER_TLS_KEY";
+pub const PLAIN_HTTP: &str = "GATEKEEPER_PLAIN_HTTP";
+pub const PROXY_CA: &str = "GATEKEEPER_PROXY_CA";
 
 /// Everything the gatekeeper needs to start.
 #[derive(Debug, Clone)]
@@ -43,18 +47,24 @@ pub struct Config {
     pub rate_limit_rps: u32,
     pub rate_limit_burst: u32,
     pub http_workers: usize,
+    /// The HTTPS identity of the public listener; `None` only with `GATEKEEPER_PLAIN_HTTP=true`
+    /// (behind a TLS-terminating load balancer).
+    pub tls: Option<sqlgate::tls::Identity>,
+    /// The CA the proxy's certificate must chain to (an `https://` proxy URL needs it).
+    pub proxy_ca: Option<PathBuf>,
 }
 
 impl Config {
     pub fn from_env(env: &dyn Env) -> Result<Config, ConfigError> {
-        let proxy_url = get_or(env, PROXY_URL, "http://127.0.0.1:5000".to_string())?;
+        let proxy_url = get_or(env, PROXY_URL, "https://127.0.0.1:5000".to_string())?;
+        let proxy_ca = env.get(PROXY_CA).map(PathBuf::from);
         if !(proxy_url.starts_with("http://") || proxy_url.starts_with("https://")) {
             return Err(ConfigError(format!(
                 "{PROXY_URL}={proxy_url:?} must start with http:// or https://"
             )));
         }
         let rate_limit_rps: u32 = get_or(env, RATE_LIMIT_RPS, 1000)?;
-        Ok(Config {
+        let config = Config {
             listen: get_or(env, LISTEN, "127.0.0.1:8080".parse().expect("valid"))?,
             admin_listen: get_or(env, ADMIN_LISTEN, "127.0.0.1:9090".parse().expect("valid"))?,
             proxy_url: proxy_url.trim_end_matches('/').to_string(),
@@ -68,12 +78,21 @@ impl Config {
             timeout: millis(env, TIMEOUT_MS, 30_000)?,
             rate_limit_rps,
             rate_limit_burst: get_or(env, RATE_LIMIT_BURST, rate_limit_rps.max(1))?,
+            tls: sqlgate::tls::identity_from_env(env, TLS_CERT, TLS_KEY, PLAIN_HTTP)?,
+            proxy_ca,
             http_workers: get_or(
                 env,
                 HTTP_WORKERS,
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             )?,
-        })
+        };
+        if config.proxy_url.starts_with("https://") && config.proxy_ca.is_none() {
+            return Err(ConfigError(format!(
+                "{PROXY_CA} (the CA that signed the proxy's certificate) is required for an \
+                 https:// {PROXY_URL}"
+            )));
+        }
+        Ok(config)
     }
 }
 
@@ -87,18 +106,33 @@ mod tests {
         let base: HashMap<String, String> = [
             (PROXY_TOKEN.to_string(), "t".repeat(20)),
             (KEYS_FILE.to_string(), "/tmp/keys".to_string()),
+            (
+                TLS_CERT.to_string(),
+                "/etc/sqlgate/gatekeeper.pem".to_string(),
+            ),
+            (
+                TLS_KEY.to_string(),
+                "/etc/sqlgate/gatekeeper-key.pem".to_string(),
+            ),
+            (PROXY_CA.to_string(), "/etc/sqlgate/ca.pem".to_string()),
         ]
         .into();
         let c = Config::from_env(&base).unwrap();
         assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
-        assert_eq!(c.proxy_url, "http://127.0.0.1:5000");
-        for (k, v) in [(PROXY_URL, "ftp://x"), (LISTEN, "nope"), (TIMEOUT_MS, "0")] {
+        assert_eq!(c.proxy_url, "https://127.0.0.1:5000");
+        for (k, v) in [
+            (PROXY_URL, "ftp://x"),
+            (LISTEN, "nope"),
+            (TIMEOUT_MS, "0"),
+            (PLAIN_HTTP, "true"),
+            (PLAIN_HTTP, "yes"),
+        ] {
             let mut e = base.clone();
             e.insert(k.to_string(), v.to_string());
             let err = Config::from_env(&e).expect_err(k);
             assert!(err.0.contains(k), "{k}: {err}");
         }
-        for k in [PROXY_TOKEN, KEYS_FILE] {
+        for k in [PROXY_TOKEN, KEYS_FILE, TLS_CERT, TLS_KEY, PROXY_CA] {
             let mut e = base.clone();
             e.remove(k);
             assert!(Config::from_env(&e).expect_err(k).0.contains(k));

@@ -30,7 +30,14 @@ pub struct Forwarder {
 
 impl Forwarder {
     pub fn new(config: &Config) -> anyhow::Result<Forwarder> {
-        let client = reqwest::Client::builder()
+        sqlgate::tls::install_provider();
+        let mut builder = reqwest::Client::builder();
+        if let Some(ca) = &config.proxy_ca {
+            // The deployment's CA only: no public CA can vouch for the proxy.
+            let pem = sqlgate::tls::read_ca(ca).map_err(|e| anyhow::anyhow!(e))?;
+            builder = builder.tls_certs_only(reqwest::Certificate::from_pem_bundle(&pem)?);
+        }
+        let client = builder
             .connect_timeout(config.connect_timeout)
             .timeout(config.timeout)
             .pool_idle_timeout(std::time::Duration::from_secs(60))

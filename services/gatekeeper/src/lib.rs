@@ -44,12 +44,12 @@ impl Application {
 
     pub fn with_listeners(
         config: Config,
-        public: TcpListener,
+        public_listener: TcpListener,
         admin: TcpListener,
     ) -> anyhow::Result<Application> {
         let keys = auth::KeyStore::load(&config.keys_file).map_err(|e| anyhow::anyhow!(e))?;
         log::info!("Keys loaded count={}", keys.len());
-        let port = public.local_addr()?.port();
+        let port = public_listener.local_addr()?.port();
         let admin_port = admin.local_addr()?.port();
         let workers = config.http_workers;
         let state = web::Data::new(State {
@@ -61,11 +61,20 @@ impl Application {
             metrics: metrics::Metrics::default(),
         });
         let s = state.clone();
+        let tls = match &state.config.tls {
+            Some(identity) => {
+                Some(sqlgate::tls::server_config(identity).map_err(|e| anyhow::anyhow!(e))?)
+            }
+            None => None,
+        };
         let public =
             HttpServer::new(move || App::new().app_data(s.clone()).configure(routes::public))
-                .workers(workers)
-                .listen(public)?
-                .run();
+                .workers(workers);
+        let public = match tls {
+            Some(tls) => public.listen_rustls_0_23(public_listener, tls)?,
+            None => public.listen(public_listener)?,
+        }
+        .run();
         let admin =
             HttpServer::new(move || App::new().app_data(state.clone()).configure(routes::admin))
                 .workers(1)

@@ -51,6 +51,24 @@ fn bad_configuration_exits_64_with_one_line() {
             vec![
                 ("GATEKEEPER_PROXY_TOKEN", "x".repeat(20)),
                 ("GATEKEEPER_KEYS_FILE", empty.display().to_string()),
+                ("GATEKEEPER_PROXY_CA", "/nonexistent/ca.pem".to_string()),
+            ],
+            "GATEKEEPER_TLS_CERT",
+        ),
+        (
+            vec![
+                ("GATEKEEPER_PROXY_TOKEN", "x".repeat(20)),
+                ("GATEKEEPER_KEYS_FILE", empty.display().to_string()),
+                ("GATEKEEPER_PLAIN_HTTP", "true".to_string()),
+            ],
+            "GATEKEEPER_PROXY_CA",
+        ),
+        (
+            vec![
+                ("GATEKEEPER_PROXY_TOKEN", "x".repeat(20)),
+                ("GATEKEEPER_KEYS_FILE", empty.display().to_string()),
+                ("GATEKEEPER_PLAIN_HTTP", "true".to_string()),
+                ("GATEKEEPER_PROXY_URL", "http://127.0.0.1:9".to_string()),
                 ("GATEKEEPER_LISTEN", format!("127.0.0.1:{}", free_port())),
                 (
                     "GATEKEEPER_ADMIN_LISTEN",
@@ -89,11 +107,14 @@ async fn request_log_names_the_key_id_never_a_secret() {
         .env("GATEKEEPER_PROXY_URL", &stack.proxy_url)
         .env("GATEKEEPER_PROXY_TOKEN", &stack.proxy_token)
         .env("GATEKEEPER_KEYS_FILE", &keys)
+        .env("GATEKEEPER_TLS_CERT", cluster.tls("gatekeeper.pem"))
+        .env("GATEKEEPER_TLS_KEY", cluster.tls("gatekeeper-key.pem"))
+        .env("GATEKEEPER_PROXY_CA", cluster.tls("ca.pem"))
         .stderr(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let url = format!("http://127.0.0.1:{port}");
+    let url = format!("https://127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(20);
     while stack
         .http

@@ -16,6 +16,11 @@ pub const WRITE_PASSWORD: &str = "PROXY_WRITE_PASSWORD";
 pub const ADMIN_USER: &str = "PROXY_ADMIN_USER";
 pub const ADMIN_PASSWORD: &str = "PROXY_ADMIN_PASSWORD";
 pub const APP_SCHEMAS: &str = "PROXY_APP_SCHEMAS";
+pub const TLS_CERT: &str = "PROXY_TLS_CERT";
+pub const TLS_KEY: &str = "PROXY_TLS_KEY";
+pub const PLAIN_HTTP: &str = "PROXY_PLAIN_HTTP";
+pub const DB_CA: &str = "PROXY_DB_CA";
+pub const DB_PLAIN: &str = "PROXY_DB_PLAIN";
 pub const MONITOR_USER: &str = "PROXY_MONITOR_USER";
 pub const MONITOR_PASSWORD: &str = "PROXY_MONITOR_PASSWORD";
 pub const DEFAULT_MODE: &str = "PROXY_DEFAULT_MODE";
@@ -129,6 +134,10 @@ pub struct Config {
     pub accounts: Accounts,
     /// The application schemas the accounts are granted on (shown in `/ready`).
     pub app_schemas: Vec<String>,
+    /// The HTTPS identity the proxy serves with; `None` only with `PROXY_PLAIN_HTTP=true`.
+    pub tls: Option<sqlgate::tls::Identity>,
+    /// How connections to MySQL are secured.
+    pub db_tls: crate::pool::DbTls,
     pub monitor_user: String,
     pub monitor_password: Secret,
     pub default_mode: Mode,
@@ -205,6 +214,17 @@ impl Config {
                     password: required_secret(env, ADMIN_PASSWORD)?,
                 },
             },
+            tls: sqlgate::tls::identity_from_env(env, TLS_CERT, TLS_KEY, PLAIN_HTTP)?,
+            db_tls: match (env.get(DB_CA), env.get(DB_PLAIN).as_deref()) {
+                (Some(ca), None | Some("false")) => crate::pool::DbTls::Verify(ca.into()),
+                (None, Some("true")) => crate::pool::DbTls::Plain,
+                _ => {
+                    return Err(ConfigError(format!(
+                        "{DB_CA} (the CA that signed the MySQL servers' certificates) is \
+                         required, or {DB_PLAIN}=true to connect without TLS"
+                    )))
+                }
+            },
             app_schemas: get_or(env, APP_SCHEMAS, "sakila,app".to_string())?
                 .split(',')
                 .map(|s| s.trim().to_string())
@@ -278,6 +298,9 @@ mod tests {
         (WRITE_PASSWORD, "pw"),
         (ADMIN_PASSWORD, "pw"),
         (MONITOR_PASSWORD, "pw2"),
+        (TLS_CERT, "/etc/sqlgate/proxy.pem"),
+        (TLS_KEY, "/etc/sqlgate/proxy-key.pem"),
+        (DB_CA, "/etc/sqlgate/ca.pem"),
     ];
 
     #[test]
@@ -300,6 +323,9 @@ mod tests {
             (MAX_LAG_S, "-1"),
             (TOKEN, "short"),
             (RTT_PROBE, "udp"),
+            (PLAIN_HTTP, "true"),
+            (PLAIN_HTTP, "maybe"),
+            (DB_PLAIN, "true"),
         ];
         for (k, v) in cases {
             let mut e = env(BASE);
@@ -307,7 +333,10 @@ mod tests {
             let err = Config::from_env(&e).expect_err(k);
             assert!(err.0.contains(k), "{k}={v}: {err}");
         }
-        for k in Config::required_vars() {
+        for k in Config::required_vars()
+            .into_iter()
+            .chain([TLS_CERT, TLS_KEY, DB_CA])
+        {
             let mut e = env(BASE);
             e.remove(k);
             let err = Config::from_env(&e).expect_err(k);

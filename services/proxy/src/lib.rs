@@ -54,6 +54,7 @@ impl Application {
             config.rtt_probe,
         ));
         let workers = config.http_workers;
+        let tls = config.tls.clone();
         let state = web::Data::new(State {
             classifier: sqlgate::Classifier::new(config.limits.max_sql_bytes, 1024),
             config,
@@ -65,8 +66,14 @@ impl Application {
                 .app_data(state.clone())
                 .configure(routes::configure)
         })
-        .workers(workers)
-        .listen(listener)?
+        .workers(workers);
+        let server = match &tls {
+            Some(identity) => server.listen_rustls_0_23(
+                listener,
+                sqlgate::tls::server_config(identity).map_err(|e| anyhow::anyhow!(e))?,
+            )?,
+            None => server.listen(listener)?,
+        }
         .run();
         Ok(Application {
             port,

@@ -196,6 +196,7 @@ pub fn spawn(cluster: &Cluster, config: &Config) -> Vec<tokio::task::JoinHandle<
                 &node.addr,
                 &config.monitor_user,
                 &config.monitor_password,
+                &config.db_tls,
                 config.connect_timeout,
                 config.monitor_interval.max(Duration::from_secs(2)),
             );

@@ -140,6 +140,7 @@ impl Cluster {
                     addr,
                     &account.user,
                     &account.password,
+                    &config.db_tls,
                     config.connect_timeout,
                     config.statement_timeout,
                 );

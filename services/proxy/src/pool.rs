@@ -58,16 +58,32 @@ impl Flavor {
     }
 }
 
+/// How the proxy's connections to MySQL are secured (`PROXY_DB_CA`, `PROXY_DB_PLAIN`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DbTls {
+    /// TLS, the server's certificate verified against this CA file and the node's address.
+    Verify(std::path::PathBuf),
+    /// No TLS: only when explicitly configured.
+    Plain,
+}
+
 /// Connection options for a node. `io_timeout` is the proxy's deadline for one statement: a
 /// read that waits longer fails, and the statement is then killed (`PooledConn::kill`).
 pub fn opts(
     node: &NodeAddr,
     user: &str,
     password: &Secret,
+    tls: &DbTls,
     connect_timeout: Duration,
     io_timeout: Duration,
 ) -> OptsBuilder {
+    let ssl = match tls {
+        // Only this CA, and the certificate must name the host as configured (IP or DNS).
+        DbTls::Verify(ca) => Some(mysql::SslOpts::default().with_root_cert_path(Some(ca.clone()))),
+        DbTls::Plain => None,
+    };
     OptsBuilder::new()
+        .ssl_opts(ssl)
         .ip_or_hostname(Some(node.host.clone()))
         .tcp_port(node.port)
         .user(Some(user))
@@ -196,8 +212,12 @@ impl Manager {
 /// catches what the proxy's socket deadline cannot see (rows trickling in slowly).
 pub const SERVER_TIMEOUT_GRACE: Duration = Duration::from_secs(2);
 
-/// How long an idle connection is trusted without a ping.
-const TRUST_IDLE: Duration = Duration::from_secs(2);
+/// How long an idle connection is trusted without a ping. A connection to a node that went away
+/// must fail at checkout, where the failure is known to have reached no server and a read may
+/// be retried elsewhere, not when its statement is sent, where it may not (docs/security.md).
+/// Under load connections are reused within microseconds and never pinged; at low load a ping
+/// costs one round trip.
+const TRUST_IDLE: Duration = Duration::from_millis(250);
 
 impl r2d2::ManageConnection for Manager {
     type Connection = PooledConn;

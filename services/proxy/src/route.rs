@@ -140,6 +140,8 @@ mod tests {
             ("PROXY_WRITE_PASSWORD", "x"),
             ("PROXY_ADMIN_PASSWORD", "x"),
             ("PROXY_MONITOR_PASSWORD", "y"),
+            ("PROXY_PLAIN_HTTP", "true"),
+            ("PROXY_DB_PLAIN", "true"),
             ("PROXY_WORKERS", &list.join(",")),
         ]
         .iter()

@@ -38,6 +38,7 @@ fn conn(c: &Cluster, role: Role) -> PooledConn {
         &addr,
         user,
         &password,
+        &pool::DbTls::Verify(c.tls("ca.pem")),
         Duration::from_secs(2),
         Duration::from_secs(10),
     );

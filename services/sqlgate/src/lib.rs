@@ -6,6 +6,7 @@ pub mod config;
 pub mod error;
 pub mod lexer;
 pub mod statement;
+pub mod tls;
 pub mod wire;
 
 pub use error::{ApiError, ErrorCode};

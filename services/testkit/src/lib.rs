@@ -72,6 +72,12 @@ impl Cluster {
         self.dir.path()
     }
 
+    /// The cluster's TLS material: `ca.pem`, and `<name>.pem` / `<name>-key.pem` for every node,
+    /// `proxy`, `gatekeeper` and `client` (made by `local/cluster.sh`).
+    pub fn tls(&self, file: &str) -> PathBuf {
+        self.dir.path().join("tls").join(file)
+    }
+
     /// Runs `local/cluster.sh` with this cluster's settings.
     pub fn script(&self, args: &[&str]) -> anyhow::Result<String> {
         let ports: Vec<String> = self.worker_ports.iter().map(u16::to_string).collect();
@@ -128,7 +134,11 @@ impl Cluster {
             .tcp_port(self.port(node))
             .user(Some(user))
             .pass(Some(self.secret(secret)))
-            .prefer_socket(false);
+            .prefer_socket(false)
+            // The nodes require TLS; verify them against the cluster's CA like the proxy does.
+            .ssl_opts(Some(
+                mysql::SslOpts::default().with_root_cert_path(Some(self.tls("ca.pem"))),
+            ));
         Ok(mysql::Conn::new(opts)?)
     }
 
@@ -203,6 +213,36 @@ impl Cluster {
             .collect()
     }
 
+    /// A worker's `SHOW SLAVE STATUS`, by column name (empty when it is not a replica).
+    pub fn replica_status(&self, node: &str) -> anyhow::Result<HashMap<String, String>> {
+        let client = ["mariadb", "mysql"]
+            .into_iter()
+            .find(|c| Command::new(c).arg("--version").output().is_ok())
+            .context("no mariadb or mysql client")?;
+        let sock = self.dir.path().join("db").join(node).join("mysqld.sock");
+        let out = Command::new(client)
+            .arg("--no-defaults")
+            .arg(format!("--socket={}", sock.display()))
+            .args(["-uroot", "--batch", "-e", "SHOW SLAVE STATUS"])
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "SHOW SLAVE STATUS on {node}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut lines = text.lines();
+        let (Some(names), Some(values)) = (lines.next(), lines.next()) else {
+            return Ok(HashMap::new());
+        };
+        Ok(names
+            .split('\t')
+            .zip(values.split('\t'))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect())
+    }
+
     /// Stops one node (`manager`, `worker-N`).
     pub fn stop_node(&self, node: &str) -> anyhow::Result<()> {
         self.script(&["stop-node", node]).map(|_| ())
@@ -218,6 +258,20 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         let _ = self.script(&["stop"]);
     }
+}
+
+fn path(p: PathBuf) -> String {
+    p.display().to_string()
+}
+
+/// An HTTP client that trusts only the CA in `ca` (a PEM file).
+pub fn client(ca: &Path) -> anyhow::Result<reqwest::Client> {
+    sqlgate::tls::install_provider();
+    let pem = std::fs::read(ca)?;
+    Ok(reqwest::Client::builder()
+        .tls_certs_only(reqwest::Certificate::from_pem_bundle(&pem)?)
+        .timeout(Duration::from_secs(30))
+        .build()?)
 }
 
 /// An API key made for the test stack.
@@ -246,7 +300,10 @@ pub struct Stack {
     pub proxy_url: String,
     pub proxy_token: String,
     pub keys: Keys,
+    /// An HTTP client that trusts the cluster's CA and nothing else.
     pub http: reqwest::Client,
+    /// The cluster's CA file.
+    pub ca: PathBuf,
     /// Stops both servers.
     stop: Box<dyn Fn() + Send + Sync>,
     _keys_dir: tempfile::TempDir,
@@ -275,6 +332,9 @@ impl Stack {
             ("PROXY_MONITOR_INTERVAL_MS", "200".to_string()),
             ("PROXY_PING_INTERVAL_MS", "200".to_string()),
             ("PROXY_HTTP_WORKERS", "2".to_string()),
+            ("PROXY_TLS_CERT", path(cluster.tls("proxy.pem"))),
+            ("PROXY_TLS_KEY", path(cluster.tls("proxy-key.pem"))),
+            ("PROXY_DB_CA", path(cluster.tls("ca.pem"))),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -283,7 +343,7 @@ impl Stack {
         let pconfig = proxy::config::Config::from_env(&penv).map_err(|e| anyhow::anyhow!(e))?;
         let plistener = TcpListener::bind("127.0.0.1:0")?;
         let papp = proxy::Application::with_listener(pconfig, plistener)?;
-        let proxy_url = format!("http://127.0.0.1:{}", papp.port());
+        let proxy_url = format!("https://127.0.0.1:{}", papp.port());
         let phandle = papp.handle();
         tokio::spawn(papp.run_until_stopped());
 
@@ -300,6 +360,12 @@ impl Stack {
             ("GATEKEEPER_PROXY_TOKEN", token.clone()),
             ("GATEKEEPER_KEYS_FILE", keys_file.display().to_string()),
             ("GATEKEEPER_HTTP_WORKERS", "2".to_string()),
+            ("GATEKEEPER_TLS_CERT", path(cluster.tls("gatekeeper.pem"))),
+            (
+                "GATEKEEPER_TLS_KEY",
+                path(cluster.tls("gatekeeper-key.pem")),
+            ),
+            ("GATEKEEPER_PROXY_CA", path(cluster.tls("ca.pem"))),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -312,7 +378,7 @@ impl Stack {
             TcpListener::bind("127.0.0.1:0")?,
             TcpListener::bind("127.0.0.1:0")?,
         )?;
-        let gatekeeper_url = format!("http://127.0.0.1:{}", gapp.port());
+        let gatekeeper_url = format!("https://127.0.0.1:{}", gapp.port());
         let admin_url = format!("http://127.0.0.1:{}", gapp.admin_port());
         let ghandles = gapp.handles();
         tokio::spawn(gapp.run_until_stopped());
@@ -334,9 +400,8 @@ impl Stack {
                 write: w.key,
                 admin: a.key,
             },
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()?,
+            http: client(&cluster.tls("ca.pem"))?,
+            ca: cluster.tls("ca.pem"),
             stop,
             _keys_dir: keys_dir,
         };
