@@ -353,4 +353,8 @@ done
 cmp -s "$TEST_DIR/api-keys.first" "$TEST_DIR/state/keys/api-keys.env" || die "a second run generated new API keys"
 echo "ok: keys generated once, second render changed nothing"
 
+say "the gatekeeper's certificate: a DNS name (gatekeeper only, re-issued on change), or the operator's own pair"
+play tests/tls_gatekeeper.yml tls-gatekeeper.log
+echo "ok: DNS SAN on the gatekeeper's certificate only, re-issued on change, bad names refused; own pair installed untouched (key 0600), half a pair refused"
+
 say "passed"

@@ -36,5 +36,10 @@ mysql_q 'RESET MASTER'
 systemctl stop mysql
 # A fresh UUID per instance: nodes sharing one cannot replicate.
 rm -f /var/lib/mysql/auto.cnf
+# No private key leaves in the image: the TLS and RSA files mysqld generated
+# at its first start would be shared by every node of every deployment.
+# MySQL makes a new RSA pair per node at its first start; the TLS pair comes
+# from the deployment's CA (Ansible, mysql_config).
+rm -f /var/lib/mysql/{ca,ca-key,server-cert,server-key,client-cert,client-key,private_key,public_key}.pem
 # MySQL starts at boot, without users or role until Ansible configures it.
 systemctl enable mysql

@@ -256,6 +256,69 @@ def test_app_image_keeps_no_toolchain():
     assert "exit 1" in script
 
 
+@pytest.mark.parametrize("settings, error", [
+    ({"GATEKEEPER_TLS_CERT_FILE": "CERT"}, "give both GATEKEEPER_TLS_CERT_FILE and GATEKEEPER_TLS_KEY_FILE"),
+    ({"GATEKEEPER_TLS_KEY_FILE": "KEY"}, "give both GATEKEEPER_TLS_CERT_FILE and GATEKEEPER_TLS_KEY_FILE"),
+    ({"GATEKEEPER_TLS_CERT_FILE": "CERT", "GATEKEEPER_TLS_KEY_FILE": "MISSING"}, "is not a readable file"),
+    ({"GATEKEEPER_DNS_NAME": "api.example.com;x"}, "is not a hostname"),
+    ({"GATEKEEPER_DNS_NAME": "-api.example.com"}, "is not a hostname"),
+    ({"GATEKEEPER_DNS_NAME": "10.0.0.1"}, "is not a hostname"),
+])
+def test_gatekeeper_tls_settings_refused_before_anything(settings, error, tmp_path):
+    """make deploy refuses a bad GATEKEEPER_DNS_NAME or half a certificate pair before the preflight: no tool,
+    no AWS call, nothing written."""
+    (tmp_path / "CERT").write_text("cert")
+    (tmp_path / "KEY").write_text("key")
+    log = tmp_path / "calls.log"
+    stub = _stub_bin(tmp_path / "bin", log)
+    for tool in ("terraform", "packer", "ssh-keygen", "ansible-playbook", "aws"):
+        (stub / tool).write_text(f'#!/bin/sh\necho "{tool} $*" >>"{log}"\nexit 97\n')
+        (stub / tool).chmod(0o755)
+    env = {"PATH": f"{stub}:{os.environ['PATH']}", "HOME": str(tmp_path), "DEPLOY_VENV": str(tmp_path / "no-venv")}
+    env.update({k: str(tmp_path / v) if k.endswith("_FILE") else v for k, v in settings.items()})
+    res = _run([str(TOOLS / "aws.sh"), "deploy"], env, timeout=60)
+    assert res.returncode != 0 and error in res.stderr and "Nothing was created" in res.stderr, res.stdout + res.stderr
+    assert "==>" not in res.stdout, f"deploy went on: {res.stdout}"
+    assert not log.exists(), f"a tool ran: {log.read_text()}"
+
+
+def test_gatekeeper_tls_settings_become_extra_vars():
+    """The settings reach the Ansible run as extra vars; the Makefile passes them."""
+    script = _read("terraform/tools/aws.sh")
+    assert 'ansible-playbook" -i "$INVENTORY" -e "$GATEKEEPER_TLS_VARS" "$ROOT/ansible/site.yml"' in script
+    for var in ("sqlgate_tls_gatekeeper_dns", "sqlgate_tls_gatekeeper_cert_file", "sqlgate_tls_gatekeeper_key_file"):
+        assert f'"{var}"' in script
+    assert script.index("  gatekeeper_tls_settings\n  preflight deploy") > 0, "checked before the preflight"
+    mk = _read("mk/deploy.mk")
+    for var in ("GATEKEEPER_DNS_NAME", "GATEKEEPER_TLS_CERT_FILE", "GATEKEEPER_TLS_KEY_FILE"):
+        assert f"{var}='$({var})'" in mk, f"make deploy does not pass {var}"
+
+
+MYSQL_KEY_FILES = ("ca.pem", "ca-key.pem", "server-cert.pem", "server-key.pem", "client-cert.pem",
+                   "client-key.pem", "private_key.pem", "public_key.pem")
+
+
+def test_mysql_image_keeps_no_generated_keys(tmp_path):
+    """mysql.sh removes, with mysqld stopped and not started again, the TLS and RSA files mysqld made at its first
+    start: no two nodes or deployments may share a key. The script's own rm lines run here on a fake datadir."""
+    script = _read("packer/scripts/mysql.sh")
+    assert "\nset -euo pipefail\n" in script
+    after_stop = script.rsplit("systemctl stop mysql", 1)
+    assert len(after_stop) == 2, "mysql.sh never stops mysqld"
+    tail = after_stop[1]
+    assert not re.search(r"^\s*(systemctl (re)?start mysql|service mysql|mysqld\b)", tail, re.M), "mysqld must stay stopped after the cleanup"
+    rm_lines = [l for l in tail.splitlines() if re.match(r"\s*rm -f /var/lib/mysql/", l)]
+    assert rm_lines, "mysql.sh removes nothing from /var/lib/mysql after stopping mysqld"
+    datadir = tmp_path / "mysql"
+    datadir.mkdir()
+    for name in MYSQL_KEY_FILES + ("auto.cnf", "ibdata1", "mysql.ibd"):
+        (datadir / name).write_text("x")
+    cmds = "\n".join(l.replace("/var/lib/mysql/", f"{datadir}/") for l in rm_lines)
+    subprocess.run(["bash", "-euo", "pipefail", "-c", cmds], check=True)
+    left = sorted(p.name for p in datadir.iterdir())
+    assert left == ["ibdata1", "mysql.ibd"], f"after mysql.sh's cleanup the datadir holds {left}"
+
+
 def _git_tree(tmp_path: Path) -> Path:
     repo = tmp_path / "repo"
     shutil.copytree(ROOT / "packer", repo / "packer")

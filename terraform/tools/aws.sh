@@ -23,6 +23,10 @@
 #   CONFIRM          yes: destroy without asking
 #   FINAL_SNAPSHOT   yes|no: snapshot the data volumes before destroy (asked; yes with CONFIRM=yes)
 #   ALLOW_DATA_LOSS  yes: apply a plan that deletes database instances or volumes (fewer WORKERS)
+#   GATEKEEPER_DNS_NAME      a DNS name the gatekeeper's certificate also names (besides its Elastic IP)
+#   GATEKEEPER_TLS_CERT_FILE your own certificate (chain) for the gatekeeper, instead of the deployment CA's
+#   GATEKEEPER_TLS_KEY_FILE  its private key (both files or neither; never modified, installed mode 0600)
+#   GATEKEEPER_CA_FILE       with your own certificate: the CA the deploy's test query trusts (system store)
 #
 # Nothing here installs anything outside the venv (deploy-tools.sh), and nothing runs a
 # system package manager.
@@ -158,9 +162,33 @@ apply() {
   tf apply -input=false "$plan"
 }
 
+# The gatekeeper's certificate settings, checked before anything is created;
+# GATEKEEPER_TLS_VARS: the Ansible extra vars (JSON) they become.
+gatekeeper_tls_settings() {
+  local dns=${GATEKEEPER_DNS_NAME:-} cert=${GATEKEEPER_TLS_CERT_FILE:-} key=${GATEKEEPER_TLS_KEY_FILE:-}
+  if [[ -n $dns ]]; then
+    [[ ${#dns} -le 253 && $dns =~ ^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$ &&
+      ! $dns =~ ^[0-9.]+$ ]] ||
+      die "deploy: GATEKEEPER_DNS_NAME=$dns is not a hostname (letters, digits and hyphens, labels separated by dots). Nothing was created."
+  fi
+  if [[ -n $cert || -n $key ]]; then
+    [[ -n $cert && -n $key ]] ||
+      die "deploy: give both GATEKEEPER_TLS_CERT_FILE and GATEKEEPER_TLS_KEY_FILE, or neither (the deployment's CA then issues the gatekeeper's certificate). Nothing was created."
+    [[ -f $cert && -r $cert ]] || die "deploy: GATEKEEPER_TLS_CERT_FILE=$cert is not a readable file. Nothing was created."
+    [[ -f $key && -r $key ]] || die "deploy: GATEKEEPER_TLS_KEY_FILE=$key is not a readable file. Nothing was created."
+    cert=$(cd "$(dirname "$cert")" && pwd)/$(basename "$cert")
+    key=$(cd "$(dirname "$key")" && pwd)/$(basename "$key")
+  fi
+  GATEKEEPER_TLS_VARS=$(DNS=$dns CERT=$cert KEY=$key python3 -c 'import json, os
+print(json.dumps({"sqlgate_tls_gatekeeper_dns": os.environ["DNS"],
+                  "sqlgate_tls_gatekeeper_cert_file": os.environ["CERT"],
+                  "sqlgate_tls_gatekeeper_key_file": os.environ["KEY"]}))')
+}
+
 api_key() { sed -n "s/^SQLGATE_API_KEY_$1=//p" "$KEYS_ENV"; }
 
 deploy() {
+  gatekeeper_tls_settings
   preflight deploy
   DEPLOYMENT_ID=$(deployment_id)
   CIDR=$(admin_cidr)
@@ -174,17 +202,23 @@ deploy() {
   apply
   tf output -raw ansible_inventory >"$INVENTORY"
   say "configuring the hosts with Ansible (data volumes, replication workers first, TLS, services)"
-  "$VENV/bin/ansible-playbook" -i "$INVENTORY" "$ROOT/ansible/site.yml"
-  local url key
+  "$VENV/bin/ansible-playbook" -i "$INVENTORY" -e "$GATEKEEPER_TLS_VARS" "$ROOT/ansible/site.yml"
+  local url key ca=$TLS_CA tls_note="the certificate is issued by this deployment's CA, $TLS_CA (give it to your clients)"
   url=$(tf output -raw gatekeeper_url)
   key=$(api_key READ)
+  if [[ -n ${GATEKEEPER_TLS_CERT_FILE:-} ]]; then
+    # Your own certificate: clients trust your CA; the test query uses your name, if given.
+    ca=${GATEKEEPER_CA_FILE:-}
+    [[ -z ${GATEKEEPER_DNS_NAME:-} ]] || url=https://$GATEKEEPER_DNS_NAME
+    tls_note="your own certificate ($GATEKEEPER_TLS_CERT_FILE): clients trust its CA; the proxy and databases use $TLS_CA"
+  fi
   say "checking the deployment with a real query"
-  py "$TOOLS/deploy_util.py" query "$url" "$key" "$TLS_CA"
+  py "$TOOLS/deploy_util.py" query "$url" "$key" ${ca:+"$ca"}
   cat <<EOF
 
 sqlgate is deployed: $url  (deployment $DEPLOYMENT_ID; its address is an Elastic IP)
 API keys (read, write, admin): $KEYS_ENV (mode 0600, keep it secret)
-TLS: the certificate is issued by this deployment's CA, $TLS_CA (give it to your clients)
+TLS: $tls_note
 Try it:
   curl -s --cacert $TLS_CA -X POST $url/query -H 'Content-Type: application/json' \\
     -H "X-API-Key: \$(sed -n 's/^SQLGATE_API_KEY_READ=//p' $KEYS_ENV)" \\
@@ -260,10 +294,14 @@ sysbench() {
 }
 
 # For deploy-loadtest: the target, a write key and the CA, as the shell assignments
-# `make loadtest` reads (GATEKEEPER_URL, API_KEY; GATEKEEPER_CA_FILE: the deployment's CA).
+# `make loadtest` reads (GATEKEEPER_URL, API_KEY; GATEKEEPER_CA_FILE: the CA that signed the
+# gatekeeper's certificate: the deployment's, or with your own certificate the one you name in
+# GATEKEEPER_CA_FILE, empty for the system store).
 env_for_loadtest() {
   need_deployment
-  printf 'GATEKEEPER_URL=%s\nAPI_KEY=%s\nGATEKEEPER_CA_FILE=%s\n' "$(tf output -raw gatekeeper_url)" "$(api_key WRITE)" "$TLS_CA"
+  local ca=$TLS_CA
+  if [ -n "${GATEKEEPER_TLS_CERT_FILE:-}" ]; then ca=${GATEKEEPER_CA_FILE:-}; fi
+  printf 'GATEKEEPER_URL=%s\nAPI_KEY=%s\nGATEKEEPER_CA_FILE=%s\n' "$(tf output -raw gatekeeper_url)" "$(api_key WRITE)" "$ca"
 }
 
 mkdir -p "$STATE"
