@@ -152,8 +152,14 @@ impl Cluster {
         self.script(&["wait"]).map(|_| ())
     }
 
-    /// Runs SQL as root on a node over its unix socket, with the flavour's command-line client.
+    /// Runs SQL as root on a node over its unix socket, with the flavour's command-line client;
+    /// the output in batch form, without column names.
     pub fn root_sql(&self, node: &str, sql: &str) -> anyhow::Result<String> {
+        self.root_client(node, &["--skip-column-names", "-e", sql])
+    }
+
+    /// Runs the flavour's command-line client as root on `node`'s socket in batch mode.
+    fn root_client(&self, node: &str, args: &[&str]) -> anyhow::Result<String> {
         let client = ["mariadb", "mysql"]
             .into_iter()
             .find(|c| Command::new(c).arg("--version").output().is_ok())
@@ -162,10 +168,14 @@ impl Cluster {
         let out = Command::new(client)
             .arg("--no-defaults")
             .arg(format!("--socket={}", sock.display()))
-            .args(["-uroot", "--batch", "--skip-column-names", "-e", sql])
+            .args(["-uroot", "--batch"])
+            .args(args)
             .output()?;
         if !out.status.success() {
-            bail!("{sql} on {node}: {}", String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "{args:?} on {node}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
@@ -215,23 +225,7 @@ impl Cluster {
 
     /// A worker's `SHOW SLAVE STATUS`, by column name (empty when it is not a replica).
     pub fn replica_status(&self, node: &str) -> anyhow::Result<HashMap<String, String>> {
-        let client = ["mariadb", "mysql"]
-            .into_iter()
-            .find(|c| Command::new(c).arg("--version").output().is_ok())
-            .context("no mariadb or mysql client")?;
-        let sock = self.dir.path().join("db").join(node).join("mysqld.sock");
-        let out = Command::new(client)
-            .arg("--no-defaults")
-            .arg(format!("--socket={}", sock.display()))
-            .args(["-uroot", "--batch", "-e", "SHOW SLAVE STATUS"])
-            .output()?;
-        if !out.status.success() {
-            bail!(
-                "SHOW SLAVE STATUS on {node}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        let text = String::from_utf8_lossy(&out.stdout);
+        let text = self.root_client(node, &["-e", "SHOW SLAVE STATUS"])?;
         let mut lines = text.lines();
         let (Some(names), Some(values)) = (lines.next(), lines.next()) else {
             return Ok(HashMap::new());
