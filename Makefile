@@ -10,20 +10,13 @@ APT_PACKAGES = mariadb-server mariadb-client curl jq sysbench iputils-ping iprou
 
 .PHONY: help
 help: ## Show this help.
-	@awk 'BEGIN {FS = ":.*##"; printf "Usage: make <target>\n"} \
-	  /^[a-zA-Z_-]+:.*?##/ { printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2 } \
-	  /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) }' $(MAKEFILE_LIST)
+	@scripts/make-help.sh make $(MAKEFILE_LIST)
 
 ##@ Local system
 
 .PHONY: deps
 deps: ## Install the OS packages the local system and tests need (apt-get), when missing.
-	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-	  echo "Installing:$$missing"; sudo=""; [ "$$(id -u)" -eq 0 ] || sudo=sudo; \
-	  export DEBIAN_FRONTEND=noninteractive; \
-	  $$sudo apt-get install -y -qq $$missing >/dev/null 2>&1 || { $$sudo apt-get update -qq && $$sudo apt-get install -y -qq $$missing >/dev/null; }; \
-	fi
+	@scripts/os-packages.sh --for "make deps" $(APT_PACKAGES)
 	@command -v $(CARGO) >/dev/null || { echo "cargo not found: install Rust with rustup (https://rustup.rs)"; exit 1; }
 
 .PHONY: build

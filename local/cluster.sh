@@ -63,12 +63,8 @@ find_bin() {
 ensure_server() {
   if ! SERVER=$(find_bin mariadbd mysqld); then
     log "no mariadbd or mysqld found: installing MariaDB from the OS packages"
-    command -v apt-get >/dev/null || die "install mariadb-server (or mysql-server) first"
-    local sudo=""
-    [ "$(id -u)" -eq 0 ] || sudo=sudo
-    export DEBIAN_FRONTEND=noninteractive
-    $sudo apt-get install -y -qq mariadb-server mariadb-client >/dev/null 2>&1 ||
-      { $sudo apt-get update -qq && $sudo apt-get install -y -qq mariadb-server mariadb-client >/dev/null; }
+    "$ROOT/scripts/os-packages.sh" --for cluster.sh mariadb-server mariadb-client ||
+      die "install mariadb-server (or mysql-server) first"
     SERVER=$(find_bin mariadbd mysqld) || die "MariaDB installation failed"
   fi
   if "$SERVER" --version | grep -qi mariadb; then
@@ -150,6 +146,16 @@ running_pid() {
   echo "$pid"
 }
 
+# Creates the system tables in `$1/data` with the node's own my.cnf.
+init_datadir() {
+  local d=$1
+  if [ "$FLAVOR" = mariadb ]; then
+    "$INSTALL_DB" --defaults-file="$d/my.cnf" --auth-root-authentication-method=socket --skip-test-db
+  else
+    "$SERVER" --defaults-file="$d/my.cnf" --initialize-insecure
+  fi
+}
+
 start_node() {
   local node=$1 port=$2 id=$3 d; d=$(node_dir "$node")
   write_cnf "$node" "$port" "$id"
@@ -160,17 +166,33 @@ start_node() {
   rm -f "$d/mysqld.pid" "$d/mysqld.sock" "$d/mysqld.sock.lock"
   if [ ! -d "$d/data/mysql" ]; then
     log "initialising $node ($FLAVOR)"
-    rm -rf "$d/data" && mkdir -p "$d/data"
-    if [ "$FLAVOR" = mariadb ]; then
-      "$INSTALL_DB" --defaults-file="$d/my.cnf" --auth-root-authentication-method=socket \
-        --skip-test-db >"$d/install.log" 2>&1 || { cat "$d/install.log" >&2; die "init of $node failed"; }
-    else
-      "$SERVER" --defaults-file="$d/my.cnf" --initialize-insecure >"$d/install.log" 2>&1 ||
-        { cat "$d/install.log" >&2; die "init of $node failed"; }
+    # A busy machine can fail a bootstrap transiently (for example when the kernel's
+    # asynchronous I/O contexts are briefly exhausted by other servers starting); try three
+    # times, and show the server's own error log, not only the installer's advice, if all fail.
+    local attempt ok=0
+    for attempt in 1 2 3; do
+      rm -rf "$d/data" && mkdir -p "$d/data" && rm -f "$d/error.log"
+      if init_datadir "$d" >"$d/install.log" 2>&1; then ok=1; break; fi
+      log "init of $node failed (attempt $attempt of 3)"
+      sleep 1
+    done
+    if [ "$ok" != 1 ]; then
+      cat "$d/install.log" >&2
+      [ -f "$d/error.log" ] && { echo "--- $d/error.log (last 30 lines)" >&2; tail -n 30 "$d/error.log" >&2; }
+      df -h "$d" >&2 || true
+      die "init of $node failed"
     fi
   fi
   log "starting $node on 127.0.0.1:$port"
-  setsid nohup "$SERVER" --defaults-file="$d/my.cnf" </dev/null >>"$d/server.out" 2>&1 &
+  # Only transactional tables can be created: a `/transaction` is all or nothing only if every
+  # table it writes is (an attacker review rolled back a transaction that had written a MyISAM
+  # row, which stayed). On the command line, not in my.cnf, because the bootstrap that creates
+  # the system tables needs the other engines.
+  local engines
+  if [ "$FLAVOR" = mariadb ]; then engines=("--enforce-storage-engine=InnoDB")
+  else engines=("--disabled-storage-engines=MyISAM,MEMORY,MERGE,CSV,ARCHIVE,BLACKHOLE,FEDERATED")
+  fi
+  setsid nohup "$SERVER" --defaults-file="$d/my.cnf" "${engines[@]}" </dev/null >>"$d/server.out" 2>&1 &
   local i
   for i in $(seq 1 120); do
     if "$ADMIN" --no-defaults --protocol=socket --socket="$d/mysqld.sock" -uroot ping >/dev/null 2>&1; then

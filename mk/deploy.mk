@@ -69,7 +69,5 @@ ifeq ($(firstword $(MAKEFILE_LIST)),mk/deploy.mk)
 .DEFAULT_GOAL = help
 .PHONY: help
 help: # Lists the targets above (only when this file is used alone).
-	@awk 'BEGIN {FS = ":.*##"; printf "Usage: make -f mk/deploy.mk <target>\n"} \
-	  /^[a-zA-Z_-]+:.*?##/ { printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2 } \
-	  /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) }' $(MAKEFILE_LIST)
+	@scripts/make-help.sh "make -f mk/deploy.mk" $(MAKEFILE_LIST)
 endif

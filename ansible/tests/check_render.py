@@ -160,6 +160,12 @@ def check_node_cnf(flavor: str, render: Path) -> None:
         assert tls == {"ssl_ca": "/etc/mysql/sqlgate-tls/ca.pem", "ssl_cert": "/etc/mysql/sqlgate-tls/server.pem",
                        "ssl_key": "/etc/mysql/sqlgate-tls/server-key.pem"}, f"{flavor} {node}: TLS settings {tls}"
         assert settings.get("require_secure_transport") == "ON", f"{flavor} {node}: plain TCP logins are not refused"
+        # Only transactional tables, so a /transaction is all or nothing whatever it writes.
+        if flavor == "mysql":
+            disabled = settings.get("disabled_storage_engines", "").strip('"').split(",")
+            assert {"MyISAM", "MEMORY"} <= set(disabled), f"{flavor} {node}: non-transactional engines allowed"
+        else:
+            assert settings.get("enforce_storage_engine") == "InnoDB", f"{flavor} {node}: engines not enforced"
 
 
 def check_replication(flavor: str, rep: dict) -> None:

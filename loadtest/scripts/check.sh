@@ -30,8 +30,17 @@ expect 64 "open and closed loop at once" -- "$BIN" seed --rate 10 --concurrency 
 expect 64 "unknown mode" -- "$BIN" seed --modes fastest
 expect 64 "no command" -- "$BIN"
 expect 64 "remote gatekeeper without a key" -- env -u API_KEY GATEKEEPER_URL=http://gatekeeper.invalid "$BIN" seed
+expect 64 "unknown workload" -- "$BIN" select --workload delete
+expect 64 "zero minimum of requests" -- "$BIN" select --min-requests 0
+expect 64 "unknown bench group" -- "$BIN" bench --groups everything
+expect 64 "mix without writes" -- "$BIN" bench --mix-write-percent 0
+expect 64 "seed group without its peers" -- env -u SEED_GATEKEEPER_URL -u SEED_API_KEY "$BIN" bench --groups seed
+expect 64 "seed peer not on this machine" -- env SEED_API_KEY=x "$BIN" bench --groups seed --seed-url http://seed.invalid:8080
+expect 64 "seed peer without its key" -- env -u SEED_API_KEY "$BIN" bench --groups seed --seed-url http://127.0.0.1:9
+expect 64 "mixed group without its script" -- "$BIN" bench --groups mixed --lua-dir "$TMP/none"
 # Port 9 on loopback: nothing listens there, so the connection is refused at once.
 expect 69 "unreachable gatekeeper" -- env GATEKEEPER_URL=http://127.0.0.1:9 API_KEY=sk_x_y "$BIN" select --no-progress
+expect 69 "unreachable seed peer" -- env GATEKEEPER_URL=http://127.0.0.1:9 API_KEY=sk_x_y "$BIN" select --seed-api --no-progress
 "$BIN" --help >/dev/null || { echo "FAIL --help"; fail=1; }
 cp "$ROOT"/loadtest/tests/fixtures/sysbench-*.txt "$TMP/"
 if "$BIN" sysbench-report "$TMP" >"$TMP/table" 2>/dev/null && [ -s "$TMP/sysbench.json" ] && [ -s "$TMP/sysbench.csv" ] \

@@ -1,9 +1,11 @@
 //! The command line: subcommands and their options, checked into typed settings. API keys come
 //! from the environment or files, never from arguments (they would show in `ps`).
 
+use crate::bench::Group;
 use crate::client::Gateway;
 use crate::error::Error;
-use crate::scenario::Target;
+use crate::runner::Stop;
+use crate::scenario::{Target, Workload};
 use crate::schedule::Load;
 use clap::{Args, Parser, Subcommand};
 use sqlgate::wire::Mode;
@@ -35,7 +37,8 @@ pub fn is_loopback(url: &str) -> bool {
 const EXIT_CODES: &str = "\
 Environment: GATEKEEPER_URL and API_KEY target a remote gatekeeper (ADMIN_API_KEY creates the
 loadtest table there if it is missing); without them the local stack is used with the keys in
-.local/keys/. LOADTEST_FONT names the TrueType font of the charts.
+.local/keys/. SEED_GATEKEEPER_URL and SEED_API_KEY name the seed design's peer for bench's seed
+group (loadtest/scripts/bench.sh starts it). LOADTEST_FONT names the TrueType font of the charts.
 
 Exit codes: 0 done; 3 rows written and rows found differ; 64 bad arguments or settings;
 65 sysbench failed; 69 gatekeeper or database unreachable; 74 file error; 77 key refused.";
@@ -60,14 +63,15 @@ pub enum Command {
     /// The seed benchmark: per mode, N inserts then N point reads through the gatekeeper; then the
     /// rows are counted on the manager and every worker.
     Seed(SeedArgs),
-    /// Point selects on the sysbench tables through the gatekeeper, for a fixed time.
+    /// Point selects (or inserts, updates, a mix) on the sysbench tables through the
+    /// gatekeeper, for a fixed time.
     Select(SelectArgs),
     /// sysbench on the local cluster: oltp_read_only on each worker, oltp_read_write on the manager.
     Sysbench(SysbenchArgs),
     /// Parses a directory of sysbench reports (sysbench-<node>-<test>.txt) into JSON and CSV.
     SysbenchReport(SysbenchReportArgs),
-    /// sqlgate against the database it fronts: sysbench point selects straight to a worker, then
-    /// through the gateway in each mode; writes docs/benchmarks.md.
+    /// sqlgate against the database it fronts and against the seed design, by groups: reads,
+    /// writes, a 90/10 mix, and the seed; writes docs/benchmarks.md.
     Bench(BenchArgs),
     /// Rewrites docs/benchmarks.md from a bench run's bench.json (after editing the notes).
     BenchDoc(BenchDocArgs),
@@ -188,6 +192,50 @@ pub struct SelectArgs {
     pub warmup: Duration,
     #[command(flatten)]
     pub sbtest: SbtestArgs,
+    /// What each request does: point_select, insert (a new row above the loaded ids), update
+    /// (k = k + 1) or mix (point selects and --write-percent updates); writes use the write key.
+    #[arg(long, default_value = "point_select", value_parser = ["point_select", "insert", "update", "mix"])]
+    pub workload: String,
+    /// Point updates per 100 requests of `--workload mix`.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=50))]
+    pub write_percent: u32,
+    /// The seed design's API (loadtest/seed-peer/): values inlined in the SQL, a request_id,
+    /// no /ready; the key comes from API_KEY.
+    #[arg(long)]
+    pub seed_api: bool,
+    /// Run past --duration until this many requests were sent, for at most 4× --duration (a
+    /// slow server still gives enough samples).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    pub min_requests: Option<u64>,
+}
+
+impl SelectArgs {
+    /// The workload asked for.
+    pub fn workload(&self) -> Workload {
+        workload(&self.workload, self.write_percent)
+    }
+
+    /// When the measured phase ends.
+    pub fn stop(&self) -> Stop {
+        match self.min_requests {
+            None => Stop::After(self.duration),
+            Some(requests) => Stop::AtLeast {
+                time: self.duration,
+                requests,
+                cap: self.duration * 4,
+            },
+        }
+    }
+}
+
+/// A workload by its command-line name (`mix` with its share of writes).
+pub fn workload(name: &str, write_percent: u32) -> Workload {
+    match name {
+        "insert" => Workload::PointInsert,
+        "update" => Workload::PointUpdate,
+        "mix" => Workload::Mix { write_percent },
+        _ => Workload::PointSelect,
+    }
 }
 
 /// The sysbench tables' layout.
@@ -241,9 +289,21 @@ pub struct BenchArgs {
     /// Concurrencies, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "1,16", value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub concurrency: Vec<u32>,
-    /// Gateway modes, comma-separated (default: every mode the proxy offers).
+    /// Gateway modes of the reads, comma-separated (default: every mode the proxy offers).
     #[arg(long, value_delimiter = ',', value_parser = parse_mode)]
     pub modes: Vec<Mode>,
+    /// Groups to run, comma-separated: reads, writes, mixed, seed (default: all).
+    #[arg(long, value_delimiter = ',', value_parser = parse_group)]
+    pub groups: Vec<Group>,
+    /// Point updates per 100 requests of the mixed group.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=50))]
+    pub mix_write_percent: u32,
+    /// The seed design's gatekeeper (plain HTTP on this machine; its key from SEED_API_KEY).
+    #[arg(long, env = "SEED_GATEKEEPER_URL")]
+    pub seed_url: Option<String>,
+    /// Where the mixed group's sysbench script (oltp_point_mix.lua) is.
+    #[arg(long, default_value = "loadtest/sysbench")]
+    pub lua_dir: PathBuf,
     #[command(flatten)]
     pub sbtest: SbtestArgs,
     /// The worker sysbench reads from directly.
@@ -312,6 +372,59 @@ pub fn parse_mode(s: &str) -> Result<Mode, String> {
         let all: Vec<&str> = Mode::ALL.iter().map(|m| m.as_str()).collect();
         format!("{s:?} is not a mode: one of {}", all.join(", "))
     })
+}
+
+/// A group of `bench`.
+pub fn parse_group(s: &str) -> Result<Group, String> {
+    Group::parse(s).ok_or_else(|| {
+        let all: Vec<&str> = Group::ALL.iter().map(|g| g.as_str()).collect();
+        format!("{s:?} is not a group: one of {}", all.join(", "))
+    })
+}
+
+/// The groups asked for, or all of them, each once, in the order they run.
+pub fn groups_or_all(groups: &[Group]) -> Vec<Group> {
+    Group::ALL
+        .into_iter()
+        .filter(|g| groups.is_empty() || groups.contains(g))
+        .collect()
+}
+
+/// The seed design's peer for the groups asked for: its URL (on this machine, plain HTTP as
+/// the seed ran) and the key from SEED_API_KEY; None when the seed group is not asked for.
+pub fn seed_target(
+    groups: &[Group],
+    url: Option<&str>,
+    timeout: Duration,
+) -> Result<Option<Target>, Error> {
+    if !groups.contains(&Group::Seed) {
+        return Ok(None);
+    }
+    let url = url
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| {
+            Error::Usage(
+            "the seed group needs the seed design's peers: --seed-url (or SEED_GATEKEEPER_URL) \
+             and SEED_API_KEY, which loadtest/scripts/bench.sh sets; or leave it out with \
+             --groups reads,writes,mixed"
+                .into(),
+        )
+        })?;
+    if !is_loopback(url) {
+        return Err(Error::Usage(format!(
+            "the seed design's peer {url} must be on this machine: it speaks plain HTTP, so its \
+             key would cross the network in clear"
+        )));
+    }
+    let key = env_nonempty("SEED_API_KEY").ok_or_else(|| {
+        Error::Usage("no key for the seed design's peer: set SEED_API_KEY".into())
+    })?;
+    Ok(Some(Target {
+        gateway: Gateway::new(url, timeout, None)?,
+        key,
+        admin_key: None,
+    }))
 }
 
 /// The modes asked for, or all of them.
@@ -500,6 +613,48 @@ mod tests {
                 false,
                 "bench zero concurrency",
             ),
+            (
+                &[
+                    "bench",
+                    "--groups",
+                    "reads,seed",
+                    "--mix-write-percent",
+                    "20",
+                ],
+                true,
+                "bench groups",
+            ),
+            (&["bench", "--groups", "everything"], false, "unknown group"),
+            (
+                &["bench", "--mix-write-percent", "0"],
+                false,
+                "a mix without writes",
+            ),
+            (
+                &["bench", "--mix-write-percent", "60"],
+                false,
+                "a mix mostly writes",
+            ),
+            (
+                &["bench", "--seed-api-key", "x"],
+                false,
+                "the seed's key is never an argument",
+            ),
+            (
+                &["select", "--workload", "mix", "--write-percent", "10"],
+                true,
+                "a mixed select",
+            ),
+            (
+                &["select", "--workload", "update", "--seed-api"],
+                true,
+                "seed api",
+            ),
+            (
+                &["select", "--workload", "delete"],
+                false,
+                "unknown workload",
+            ),
             (&["sysbench", "--time", "10"], true, "sysbench"),
             (&["sysbench-report"], false, "report needs a directory"),
             (&["frobnicate"], false, "unknown command"),
@@ -525,6 +680,85 @@ mod tests {
             "open loop settings"
         );
         assert_eq!(s.requests, 1000, "the seed's 1,000 by default");
+    }
+
+    #[test]
+    fn groups_and_workloads() {
+        assert_eq!(parse_group("mixed"), Ok(Group::Mixed));
+        let e = parse_group("all").unwrap_err();
+        assert!(
+            e.contains("reads, writes, mixed, seed"),
+            "the error lists the groups: {e}"
+        );
+        assert_eq!(
+            groups_or_all(&[]),
+            Group::ALL.to_vec(),
+            "default: all groups"
+        );
+        assert_eq!(
+            groups_or_all(&[Group::Seed, Group::Reads, Group::Seed]),
+            [Group::Reads, Group::Seed],
+            "each once, in the order they run"
+        );
+        let Command::Select(s) = parse(&["select", "--workload", "mix", "--write-percent", "20"])
+            .unwrap()
+            .command
+        else {
+            panic!("select")
+        };
+        assert_eq!(s.workload(), Workload::Mix { write_percent: 20 });
+        assert_eq!(
+            s.stop(),
+            Stop::After(Duration::from_secs(10)),
+            "10 s by default"
+        );
+        let Command::Select(s) = parse(&["select", "--duration", "5s", "--min-requests", "300"])
+            .unwrap()
+            .command
+        else {
+            panic!("select")
+        };
+        assert_eq!(
+            s.stop(),
+            Stop::AtLeast {
+                time: Duration::from_secs(5),
+                requests: 300,
+                cap: Duration::from_secs(20)
+            },
+            "at least 300 requests, within 4× the duration"
+        );
+        assert_eq!(workload("insert", 10), Workload::PointInsert);
+        assert_eq!(workload("point_select", 10), Workload::PointSelect);
+    }
+
+    #[test]
+    fn the_seed_peer_is_local_and_keyed_from_the_environment() {
+        let t = Duration::from_secs(1);
+        assert!(
+            seed_target(&[Group::Reads], None, t).unwrap().is_none(),
+            "no seed group, no peer needed"
+        );
+        let e = seed_target(&[Group::Seed], None, t).err().unwrap();
+        assert!(
+            matches!(&e, Error::Usage(m) if m.contains("--seed-url")),
+            "the seed group without its peer: {e}"
+        );
+        let e = seed_target(&[Group::Seed], Some("http://seed.example.com"), t)
+            .err()
+            .unwrap();
+        assert!(
+            matches!(&e, Error::Usage(m) if m.contains("must be on this machine")),
+            "a remote peer is refused: {e}"
+        );
+        if env_nonempty("SEED_API_KEY").is_none() {
+            let e = seed_target(&[Group::Seed], Some("http://127.0.0.1:18080"), t)
+                .err()
+                .unwrap();
+            assert!(
+                matches!(&e, Error::Usage(m) if m.contains("SEED_API_KEY")),
+                "no key: {e}"
+            );
+        }
     }
 
     #[test]

@@ -1,15 +1,14 @@
 //! Runs each subcommand: resolves its target, measures, prints the table, writes the files.
 
-use crate::bench::{self, BenchOptions};
+use crate::bench::{self, BenchOptions, Targets};
 use crate::chart;
 use crate::cli::{
-    modes_or_all, BenchArgs, BenchDocArgs, Command, SeedArgs, SelectArgs, SysbenchArgs,
-    SysbenchReportArgs,
+    groups_or_all, modes_or_all, seed_target, BenchArgs, BenchDocArgs, Command, SeedArgs,
+    SelectArgs, SysbenchArgs, SysbenchReportArgs,
 };
 use crate::doc;
 use crate::error::Error;
 use crate::report::{self, create_results_dir, utc, PhaseRow};
-use crate::runner::Stop;
 use crate::scenario::{self, SeedOptions, SelectOptions};
 use crate::schedule::Load;
 use crate::sysbench::{self, Cluster, SysbenchReport};
@@ -90,24 +89,33 @@ struct SelectReport {
 }
 
 async fn select(a: SelectArgs) -> Result<(), Error> {
-    let target = a.target.resolve("read")?;
-    scenario::preflight(&target).await?;
-    scenario::check_sbtest(&target, a.sbtest.tables, a.sbtest.table_size).await?;
+    let workload = a.workload();
+    let target = a
+        .target
+        .resolve(if workload.writes() { "write" } else { "read" })?;
+    if a.seed_api {
+        scenario::seed_preflight(&target, a.sbtest.tables, a.sbtest.table_size).await?;
+    } else {
+        scenario::preflight(&target).await?;
+        scenario::check_sbtest(&target, a.sbtest.tables, a.sbtest.table_size).await?;
+    }
     let opts = SelectOptions {
         mode: a.mode,
         load: a.load.load(),
-        stop: Stop::After(a.duration),
+        stop: a.stop(),
         warmup: a.warmup,
         tables: a.sbtest.tables,
         table_size: a.sbtest.table_size,
+        workload,
+        seed_api: a.seed_api,
     };
     let (iso, stamp) = utc(SystemTime::now());
     let progress = progress_bar(a.output.no_progress, "{msg:<18} [{bar:40}] {elapsed:>4}");
     progress.set_length(u64::try_from(a.duration.as_millis()).unwrap_or(u64::MAX));
-    progress.set_message(format!("select {}", a.mode.as_str()));
+    progress.set_message(format!("{} {}", workload.label(), a.mode.as_str()));
     let r = scenario::select(&target, &opts, &progress).await?;
     progress.finish_and_clear();
-    let row = PhaseRow::new(a.mode.as_str(), "read", &r);
+    let row = PhaseRow::new(a.mode.as_str(), &workload.label(), &r);
     let out = SelectReport {
         scenario: "select".into(),
         started_at: iso,
@@ -120,7 +128,7 @@ async fn select(a: SelectArgs) -> Result<(), Error> {
     let s = &out.row.summary;
     let cells = vec![
         out.row.mode.clone(),
-        "read".to_string(),
+        out.row.kind.clone(),
         s.count.to_string(),
         s.errors.to_string(),
         report::ms(s.avg_ms),
@@ -136,7 +144,8 @@ async fn select(a: SelectArgs) -> Result<(), Error> {
         std::slice::from_ref(&cells),
     )?;
     println!(
-        "select: point selects, {}, {} s, gatekeeper {}\n",
+        "select: {}, {}, {} s, gatekeeper {}\n",
+        workload.label(),
         out.load,
         a.duration.as_secs_f64(),
         out.gatekeeper
@@ -255,7 +264,26 @@ fn sysbench_report(a: &SysbenchReportArgs) -> Result<(), Error> {
 }
 
 async fn bench_cmd(a: BenchArgs) -> Result<(), Error> {
-    let target = a.target.resolve("read")?;
+    // Argument errors first, before anything is reached.
+    let groups = groups_or_all(&a.groups);
+    let seed = seed_target(&groups, a.seed_url.as_deref(), a.target.timeout)?;
+    let mix_script = a.lua_dir.join(bench::MIX_SCRIPT);
+    if groups.contains(&bench::Group::Mixed) && !mix_script.is_file() {
+        return Err(Error::Usage(format!(
+            "the mixed group's sysbench script {} is missing (run from the repository root, or \
+             give --lua-dir)",
+            mix_script.display()
+        )));
+    }
+    let read = a.target.resolve("read")?;
+    let write = if groups
+        .iter()
+        .any(|g| matches!(g, bench::Group::Writes | bench::Group::Mixed))
+    {
+        Some(a.target.resolve("write")?)
+    } else {
+        None
+    };
     let cluster = Cluster::local(&a.target.local_dir)?;
     let run_dir = a.target.local_dir.join("run");
     let opts = BenchOptions {
@@ -263,24 +291,48 @@ async fn bench_cmd(a: BenchArgs) -> Result<(), Error> {
         warmup: Duration::from_secs(a.warmup),
         concurrencies: a.concurrency.iter().map(|&c| c as usize).collect(),
         modes: modes_or_all(&a.modes),
+        groups,
+        mix_write_percent: a.mix_write_percent,
         tables: a.sbtest.tables,
         table_size: a.sbtest.table_size,
         direct_node: a.direct_node.clone(),
+        lua_dir: a.lua_dir.clone(),
         watch: ["gatekeeper", "proxy"]
             .iter()
             .map(|n| (n.to_string(), run_dir.join(format!("{n}.pid"))))
             .collect(),
+        seed_watch: [
+            ("seed-gatekeeper", "gatekeeper.py"),
+            ("seed-proxy", "proxy.py"),
+        ]
+        .iter()
+        .map(|(n, word)| {
+            (
+                n.to_string(),
+                run_dir.join(format!("{n}.pid")),
+                word.to_string(),
+            )
+        })
+        .collect(),
+        state_dir: a.target.local_dir.clone(),
         settings: a.settings.clone(),
         invocation: a.invocation.clone(),
     };
+    let targets = Targets { read, write, seed };
     let (iso, stamp) = utc(SystemTime::now());
     let dir = create_results_dir(&a.out, &stamp)?;
-    let r = bench::run(&target, &cluster, &opts, &iso, &dir).await?;
+    let r = bench::run(&targets, &cluster, &opts, &iso, &dir).await?;
     bench::write_files(&dir, &r)?;
     doc::write(&a.doc, &r, &dir.display().to_string(), Some(&a.notes))?;
     println!(
-        "bench: point selects, {} s per run, direct = sysbench on {}, gateway = {}\n",
-        a.time, a.direct_node, r.gatekeeper
+        "bench: {}, {} s per run, gateway = {}\n",
+        r.groups
+            .iter()
+            .map(|g| g.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        a.time,
+        r.gatekeeper
     );
     print!("{}", bench::text_table(&r));
     say_written(&dir);

@@ -18,6 +18,7 @@ pub mod scenario;
 pub mod schedule;
 pub mod stats;
 pub mod sysbench;
+pub mod targets;
 pub mod verify;
 
 pub use error::Error;

@@ -24,6 +24,38 @@ pub enum Stop {
     Count(u64),
     /// When this much time has passed (requests in flight then are waited for).
     After(Duration),
+    /// When `time` has passed and at least `requests` were sent, or at `cap` whatever the
+    /// count: a slow server still gives enough samples, within a bound.
+    AtLeast {
+        time: Duration,
+        requests: u64,
+        cap: Duration,
+    },
+}
+
+impl Stop {
+    /// Whether request `i` (from 0), starting `at` after the phase's start, is past the end
+    /// (it is not sent).
+    pub fn ends(&self, at: Duration, i: u64) -> bool {
+        match *self {
+            Stop::Count(n) => i >= n,
+            Stop::After(d) => at >= d,
+            Stop::AtLeast {
+                time,
+                requests,
+                cap,
+            } => at >= cap || (at >= time && i >= requests),
+        }
+    }
+
+    /// The time a progress bar follows; None when it follows the answers.
+    fn clock(&self) -> Option<Duration> {
+        match *self {
+            Stop::Count(_) => None,
+            Stop::After(d) => Some(d),
+            Stop::AtLeast { time, .. } => Some(time),
+        }
+    }
 }
 
 /// Why a request did not succeed.
@@ -128,11 +160,10 @@ where
     Fut: Future<Output = Outcome> + Send + 'static,
 {
     let start = Instant::now();
-    let ticker = match stop {
-        Stop::After(d) => Some(tokio::spawn(follow_clock(progress.clone(), start, d))),
-        Stop::Count(_) => None,
-    };
-    let per_answer = matches!(stop, Stop::Count(_)).then(|| progress.clone());
+    let ticker = stop
+        .clock()
+        .map(|d| tokio::spawn(follow_clock(progress.clone(), start, d)));
+    let per_answer = stop.clock().is_none().then(|| progress.clone());
     let result = match load {
         Load::Closed { concurrency } => closed(concurrency, stop, start, per_answer, op).await,
         Load::Open {
@@ -168,18 +199,14 @@ where
 {
     let op = Arc::new(op);
     let next = Arc::new(AtomicU64::new(0));
-    let (limit, deadline) = bounds(stop, start);
     let workers: Vec<_> = (0..concurrency.max(1))
         .map(|_| {
             let (op, next, progress) = (op.clone(), next.clone(), progress.clone());
             tokio::spawn(async move {
                 let mut r = PhaseResult::default();
                 loop {
-                    if deadline.is_some_and(|d| Instant::now() >= d) {
-                        break;
-                    }
                     let i = next.fetch_add(1, Ordering::Relaxed);
-                    if limit.is_some_and(|n| i >= n) {
+                    if stop.ends(start.elapsed(), i) {
                         break;
                     }
                     let sent = Instant::now();
@@ -219,16 +246,12 @@ where
     let max_in_flight = max_in_flight.clamp(1, Semaphore::MAX_PERMITS);
     let slots = Arc::new(Semaphore::new(max_in_flight));
     let shared = Arc::new(Mutex::new(PhaseResult::default()));
-    let (limit, deadline) = bounds(stop, start);
     let mut i = 0u64;
     loop {
-        if limit.is_some_and(|n| i >= n) {
+        if stop.ends(table.offset(i), i) {
             break;
         }
         let due = table.due(i);
-        if deadline.is_some_and(|d| due >= d) {
-            break;
-        }
         if due > Instant::now() + LOOKAHEAD {
             sleep_until(due - LOOKAHEAD).await;
         }
@@ -253,13 +276,6 @@ where
     let _drained = slots.acquire_many(all).await.expect("never closed");
     let r = shared.lock().expect("not poisoned").clone();
     r
-}
-
-fn bounds(stop: Stop, start: Instant) -> (Option<u64>, Option<Instant>) {
-    match stop {
-        Stop::Count(n) => (Some(n), None),
-        Stop::After(d) => (None, Some(start + d)),
-    }
 }
 
 #[cfg(test)]
@@ -417,6 +433,104 @@ mod tests {
         )
         .await;
         assert_eq!(open.sent, 100, "50/s for 2 s");
+    }
+
+    #[test]
+    fn where_each_stop_ends() {
+        let s = Duration::from_secs;
+        let cases = [
+            (
+                Stop::Count(10),
+                s(100),
+                9,
+                false,
+                "a count: the 10th request is sent",
+            ),
+            (Stop::Count(10), s(0), 10, true, "a count: the 11th is not"),
+            (
+                Stop::After(s(5)),
+                s(4),
+                1_000_000,
+                false,
+                "a time: before it",
+            ),
+            (Stop::After(s(5)), s(5), 0, true, "a time: at it"),
+        ];
+        let at_least = Stop::AtLeast {
+            time: s(5),
+            requests: 300,
+            cap: s(20),
+        };
+        let more = [
+            (
+                at_least,
+                s(4),
+                1000,
+                false,
+                "at least: not before the time, however many",
+            ),
+            (
+                at_least,
+                s(5),
+                1000,
+                true,
+                "at least: the time and enough requests",
+            ),
+            (
+                at_least,
+                s(6),
+                299,
+                false,
+                "at least: too few requests, past the time",
+            ),
+            (
+                at_least,
+                s(19),
+                299,
+                false,
+                "at least: still within the cap",
+            ),
+            (
+                at_least,
+                s(20),
+                10,
+                true,
+                "at least: the cap ends it whatever the count",
+            ),
+        ];
+        for (stop, at, i, want, what) in cases.into_iter().chain(more) {
+            assert_eq!(stop.ends(at, i), want, "{what}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_server_is_run_longer_for_enough_samples_within_the_cap() {
+        let bar = ProgressBar::hidden();
+        let slow = |_| async {
+            sleep(ms(100)).await;
+            Outcome::served_by("worker-1")
+        };
+        let stop = Stop::AtLeast {
+            time: Duration::from_secs(1),
+            requests: 30,
+            cap: Duration::from_secs(60),
+        };
+        let r = run(Load::Closed { concurrency: 1 }, stop, &bar, slow).await;
+        assert_eq!(
+            r.sent, 30,
+            "10 per second: 30 needed 3 s, past the 1 s asked"
+        );
+        let capped = Stop::AtLeast {
+            time: Duration::from_secs(1),
+            requests: 1000,
+            cap: Duration::from_secs(2),
+        };
+        let r = run(Load::Closed { concurrency: 1 }, capped, &bar, slow).await;
+        assert!(
+            (20..=21).contains(&r.sent),
+            "the cap stops it at 2 s: {}",
+            r.sent
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -24,6 +24,11 @@ pub struct SysbenchResult {
     pub tps: f64,
     pub queries: u64,
     pub qps: f64,
+    /// Statements by kind, as sysbench counts them (`read`: SELECT; `write`: INSERT, UPDATE,
+    /// DELETE; `other`: BEGIN, COMMIT and the rest).
+    pub reads: u64,
+    pub writes: u64,
+    pub other: u64,
     /// Ignored errors (deadlocks and the like that sysbench retried).
     pub errors: u64,
     pub reconnects: u64,
@@ -118,6 +123,9 @@ pub fn parse(node: &str, test: &str, text: &str) -> Result<SysbenchResult, Strin
         tps: per_sec(text, "transactions:")?,
         queries: number(text, "queries:")?,
         qps: per_sec(text, "queries:")?,
+        reads: number(text, "read:")?,
+        writes: number(text, "write:")?,
+        other: number(text, "other:")?,
         errors: number(text, "ignored errors:")?,
         reconnects: number(text, "reconnects:")?,
         avg_ms: number(text, "avg:")?,
@@ -408,6 +416,74 @@ impl Cluster {
         }
     }
 
+    /// Deletes the rows above `table_size` that inserts added to `sbtest1..=tables` on the
+    /// manager (they replicate), in chunks, so the tables hold the loaded rows again; a
+    /// missing table is skipped. Returns the rows deleted.
+    pub fn trim_sbtest(&self, tables: u32, table_size: u64) -> Result<u64, Error> {
+        let port = self.manager().1;
+        let mut c = self.connect(port)?;
+        let mut deleted = 0;
+        for t in 1..=tables {
+            loop {
+                let sql = format!(
+                    "DELETE FROM sbtest.sbtest{t} WHERE id > {table_size} ORDER BY id LIMIT 20000"
+                );
+                match c.query_drop(sql) {
+                    Ok(()) => {}
+                    Err(mysql::Error::MySqlError(e)) if e.code == 1146 => break,
+                    Err(e) => return Err(self.sql_error(port, e)),
+                }
+                let n = c.affected_rows();
+                deleted += n;
+                if n == 0 {
+                    break;
+                }
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// Waits until every worker has applied everything the manager has committed (MariaDB's
+    /// `MASTER_GTID_WAIT`, MySQL's `WAIT_FOR_EXECUTED_GTID_SET`); false if one has not within
+    /// `within`.
+    pub fn wait_caught_up(&self, within: Duration) -> Result<bool, Error> {
+        let port = self.manager().1;
+        let mut m = self.connect(port)?;
+        let version: String = m
+            .query_first("SELECT @@version")
+            .map_err(|e| self.sql_error(port, e))?
+            .unwrap_or_default();
+        let mariadb = version.contains("MariaDB");
+        let position: String = m
+            .query_first(if mariadb {
+                "SELECT @@gtid_binlog_pos"
+            } else {
+                "SELECT @@gtid_executed"
+            })
+            .map_err(|e| self.sql_error(port, e))?
+            .unwrap_or_default();
+        let wait = if mariadb {
+            "SELECT MASTER_GTID_WAIT(?, ?)"
+        } else {
+            "SELECT WAIT_FOR_EXECUTED_GTID_SET(?, ?)"
+        };
+        let started = Instant::now();
+        for (_, wport) in self.workers() {
+            let left = within
+                .saturating_sub(started.elapsed())
+                .as_secs_f64()
+                .max(0.001);
+            let mut w = self.connect(*wport)?;
+            let r: Option<i64> = w
+                .exec_first(wait, (position.as_str(), left))
+                .map_err(|e| self.sql_error(*wport, e))?;
+            if r != Some(0) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
     /// The `sysbench` command for `test` on `port` (password in the environment).
     pub fn command(
         &self,
@@ -545,13 +621,27 @@ pub fn run(
     table_size: u64,
     extra: &[String],
 ) -> Result<(SysbenchResult, String), Error> {
+    run_script(cluster, node, test, test, tables, table_size, extra)
+}
+
+/// Like [`run`], for a test given as a script (`script`: a test name or the path of a Lua
+/// file), reported as `test`.
+pub fn run_script(
+    cluster: &Cluster,
+    node: &str,
+    test: &str,
+    script: &str,
+    tables: u32,
+    table_size: u64,
+    extra: &[String],
+) -> Result<(SysbenchResult, String), Error> {
     let port = cluster
         .port(node)
         .ok_or_else(|| Error::Usage(format!("no node {node}")))?;
     let mut args = extra.to_vec();
     args.push("run".into());
     let text = run_checked(
-        cluster.command(test, port, tables, table_size, &args),
+        cluster.command(script, port, tables, table_size, &args),
         &format!("{test} on {node}"),
     )?;
     let result = parse(node, test, &text)
@@ -566,6 +656,9 @@ mod tests {
     const POINT_SELECT: &str =
         include_str!("../tests/fixtures/sysbench-worker-1-oltp_point_select.txt");
     const READ_WRITE: &str = include_str!("../tests/fixtures/sysbench-manager-oltp_read_write.txt");
+    const INSERT: &str = include_str!("../tests/fixtures/sysbench-manager-oltp_insert.txt");
+    const UPDATE: &str = include_str!("../tests/fixtures/sysbench-manager-oltp_update_index.txt");
+    const MIX: &str = include_str!("../tests/fixtures/sysbench-manager-oltp_point_mix.txt");
 
     #[test]
     fn parses_a_read_write_report() {
@@ -579,6 +672,9 @@ mod tests {
             tps: 965.37,
             queries: 58000,
             qps: 19307.37,
+            reads: 40600,
+            writes: 11600,
+            other: 5800,
             errors: 0,
             reconnects: 0,
             avg_ms: 4.14,
@@ -619,6 +715,57 @@ mod tests {
         assert!(
             r.p95_ms.unwrap() <= r.p99_ms.unwrap(),
             "p95 from the histogram is below p99"
+        );
+    }
+
+    #[test]
+    fn parses_the_write_and_mix_reports_bench_runs() {
+        // bench's peers: one statement per event, so events, queries and statements agree.
+        let cases = [
+            (INSERT, "oltp_insert", 15059, 0, 15059, 5007.20, 12.52),
+            (UPDATE, "oltp_update_index", 13733, 0, 13733, 4561.09, 10.84),
+            (MIX, "oltp_point_mix", 31483, 28345, 3138, 10411.30, 16.12),
+        ];
+        for (text, test, queries, reads, writes, qps, p99) in cases {
+            let r = parse("manager", test, text).unwrap();
+            assert_eq!(
+                (
+                    r.threads,
+                    r.transactions,
+                    r.queries,
+                    r.reads,
+                    r.writes,
+                    r.other
+                ),
+                (16, queries, queries, reads, writes, 0),
+                "{test}: counts"
+            );
+            assert_eq!(
+                (r.qps, r.tps),
+                (qps, qps),
+                "{test}: one statement per event"
+            );
+            assert_eq!(
+                r.p99_ms,
+                Some(p99),
+                "{test}: sysbench's own 99th percentile"
+            );
+            let p50 = r.p50_ms.expect("p50 from the histogram");
+            assert!(p50 > 0.0 && p50 <= p99, "{test}: p50 {p50} within p99");
+            assert_eq!(
+                histogram(text).iter().map(|b| b.1).sum::<u64>(),
+                queries,
+                "{test}: the histogram holds every event"
+            );
+        }
+        // The mix: every thread's every 10th event is an update, so at most 9 events per
+        // thread (16 threads) short of a tenth.
+        let m = parse("manager", "oltp_point_mix", MIX).unwrap();
+        assert!(
+            m.writes * 10 <= m.queries && m.writes * 10 + 16 * 9 >= m.queries,
+            "a tenth are updates: {} of {}",
+            m.writes,
+            m.queries
         );
     }
 

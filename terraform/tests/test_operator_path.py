@@ -159,7 +159,11 @@ def test_deploy_scripts_never_call_a_package_manager():
                    dict(os.environ))
     assert recipes.returncode == 0, recipes.stderr
     assert "check-tools" not in recipes.stdout and not words.search(recipes.stdout), recipes.stdout
-    assert "apt-get" in (TOOLS / "check-tools.sh").read_text(), "CI's apt installs belong in check-tools.sh"
+    check_tools = (TOOLS / "check-tools.sh").read_text()
+    assert "scripts/os-packages.sh" in check_tools, "CI's apt installs belong in check-tools.sh, through scripts/os-packages.sh"
+    assert "apt-get" in (ROOT / "scripts" / "os-packages.sh").read_text()
+    for name, body in scripts.items():
+        assert "os-packages" not in body, f"{name} installs OS packages"
 
 
 def _minimal_path(work: Path, drop: set[str]) -> str:

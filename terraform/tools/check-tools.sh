@@ -20,19 +20,7 @@ CONSTRAINTS=$ROOT/ansible/constraints.txt
 # Debian's packer (validate only), and a Python with venv for the tools.
 APT_PACKAGES=(mariadb-server mariadb-client sysbench packer openssh-client shellcheck python3 python3-venv)
 
-missing=()
-for p in "${APT_PACKAGES[@]}"; do
-  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  command -v apt-get >/dev/null || { echo "check-tools: install ${missing[*]} with your package manager" >&2; exit 1; }
-  sudo=""
-  [[ $(id -u) -eq 0 ]] || sudo=sudo
-  echo "check-tools (CI): apt-get install ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  $sudo apt-get install -y -qq "${missing[@]}" >/dev/null 2>&1 ||
-    { $sudo apt-get update -qq && $sudo apt-get install -y -qq "${missing[@]}" >/dev/null; }
-fi
+"$ROOT/scripts/os-packages.sh" --for "check-tools (CI)" "${APT_PACKAGES[@]}"
 
 DEPLOY_VENV=$VENV "$ROOT/terraform/tools/deploy-tools.sh" venv
 

@@ -163,9 +163,9 @@ fi
 
 shell_check() {
   local f
-  for f in packer/scripts/*.sh terraform/tools/*.sh ansible/tests/*.sh; do bash -n "$f" || return 1; done
+  for f in packer/scripts/*.sh terraform/tools/*.sh ansible/tests/*.sh scripts/*.sh; do bash -n "$f" || return 1; done
   if command -v shellcheck >/dev/null; then
-    shellcheck -S warning packer/scripts/*.sh terraform/tools/*.sh ansible/tests/*.sh
+    shellcheck -S warning packer/scripts/*.sh terraform/tools/*.sh ansible/tests/*.sh scripts/*.sh
   else
     echo "shellcheck not installed: bash -n only"
   fi

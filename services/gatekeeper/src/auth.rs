@@ -7,37 +7,35 @@ use sqlgate::{ApiError, ErrorCode, Role};
 use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
+use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
 /// The header clients authenticate with.
 pub const API_KEY_HEADER: &str = "X-API-Key";
 
-/// A key as presented by a client. `Debug` shows the id only.
-pub struct ApiKey {
-    id: String,
-    secret: String,
+/// A key as presented by a client, borrowed from its header. `Debug` shows the id only.
+pub struct ApiKey<'a> {
+    id: &'a str,
+    secret: &'a str,
 }
 
-impl ApiKey {
+impl<'a> ApiKey<'a> {
     /// Parses `sk_<id>_<secret>`.
-    pub fn parse(s: &str) -> Option<ApiKey> {
+    pub fn parse(s: &'a str) -> Option<ApiKey<'a>> {
         let rest = s.trim().strip_prefix("sk_")?;
         let (id, secret) = rest.split_once('_')?;
         let ok = |p: &str, max: usize| {
             !p.is_empty() && p.len() <= max && p.bytes().all(|b| b.is_ascii_alphanumeric())
         };
-        (ok(id, 32) && ok(secret, 256)).then(|| ApiKey {
-            id: id.to_string(),
-            secret: secret.to_string(),
-        })
+        (ok(id, 32) && ok(secret, 256)).then_some(ApiKey { id, secret })
     }
 
     pub fn id(&self) -> &str {
-        &self.id
+        self.id
     }
 }
 
-impl fmt::Debug for ApiKey {
+impl fmt::Debug for ApiKey<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "ApiKey(sk_{}_***)", self.id)
     }
@@ -46,12 +44,14 @@ impl fmt::Debug for ApiKey {
 /// Who a request comes from, once authenticated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
-    pub key_id: String,
+    /// The key's id (shared with the keys file's entry: no copy per request).
+    pub key_id: Arc<str>,
     pub role: Role,
 }
 
 #[derive(Clone)]
 struct Entry {
+    id: Arc<str>,
     role: Role,
     hash: [u8; 32],
 }
@@ -99,10 +99,12 @@ impl KeyStore {
                     n + 1
                 ));
             }
-            if keys
-                .insert(id.to_string(), Entry { role, hash: digest })
-                .is_some()
-            {
+            let entry = Entry {
+                id: Arc::from(*id),
+                role,
+                hash: digest,
+            };
+            if keys.insert(id.to_string(), entry).is_some() {
                 return Err(format!("line {}: duplicate key id {id}", n + 1));
             }
         }
@@ -125,25 +127,17 @@ impl KeyStore {
         let unauthorized = |m: &str| ApiError::new(ErrorCode::Unauthorized, m);
         let header = header.ok_or_else(|| unauthorized("missing X-API-Key header"))?;
         let key = ApiKey::parse(header).ok_or_else(|| unauthorized("invalid API key"))?;
-        let presented = sha256(&key.secret);
+        let presented = sha256(key.secret);
         // Unknown ids still pay for a comparison, so timing does not reveal which ids exist.
-        let (entry, known) = match self.keys.get(&key.id) {
-            Some(e) => (e.clone(), true),
-            None => (
-                Entry {
-                    role: Role::Read,
-                    hash: [0; 32],
-                },
-                false,
-            ),
-        };
-        if known & bool::from(presented.ct_eq(&entry.hash)) {
-            Ok(Identity {
-                key_id: key.id,
-                role: entry.role,
-            })
-        } else {
-            Err(unauthorized("invalid API key"))
+        const NONE: [u8; 32] = [0; 32];
+        let entry = self.keys.get(key.id);
+        let matches = bool::from(presented.ct_eq(entry.map_or(&NONE, |e| &e.hash)));
+        match entry {
+            Some(e) if matches => Ok(Identity {
+                key_id: e.id.clone(),
+                role: e.role,
+            }),
+            _ => Err(unauthorized("invalid API key")),
         }
     }
 }
@@ -185,7 +179,7 @@ mod tests {
         assert_eq!(store.len(), 2);
         assert_eq!(store.authenticate(Some(&r.key)).unwrap().role, Role::Read);
         let who = store.authenticate(Some(&w.key)).unwrap();
-        assert_eq!((who.key_id.as_str(), who.role), ("writer1", Role::Write));
+        assert_eq!((&*who.key_id, who.role), ("writer1", Role::Write));
         assert!(
             !r.line.contains(r.key.rsplit('_').next().unwrap()),
             "file holds no secret"

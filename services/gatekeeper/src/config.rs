@@ -1,6 +1,9 @@
 //! The gatekeeper's configuration, read from `GATEKEEPER_*` environment variables.
 
-use sqlgate::config::{get_or, millis, required, required_secret, ConfigError, Env, Secret};
+use sqlgate::config::{
+    get_or, millis, required, required_secret, ConfigError, Env, Secret, DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_PARAMS, DEFAULT_MAX_SQL_BYTES, DEFAULT_MAX_TX_STATEMENTS,
+};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -23,6 +26,42 @@ pub const TLS_CERT: &str = "GATEKEEPER_TLS_CERT";
 pub const TLS_KEY: &str = "GATEKEEPER_TLS_KEY";
 pub const PLAIN_HTTP: &str = "GATEKEEPER_PLAIN_HTTP";
 pub const PROXY_CA: &str = "GATEKEEPER_PROXY_CA";
+
+// Defaults, each with the reason for its value. The limits shared with the proxy come from
+// `sqlgate::config` (`DEFAULT_MAX_*`).
+
+/// Loopback: a fresh checkout exposes nothing; the deploy sets `0.0.0.0:443`.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// A second, private listener for `/metrics`, never the public one (decisions.md §6).
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
+/// The local stack's proxy (`local/stack.sh`), over HTTPS as everywhere.
+pub const DEFAULT_PROXY_URL: &str = "https://127.0.0.1:5000";
+/// A down proxy should give 503 fast; a connection on a private network or loopback takes
+/// well under a millisecond, so one second only waits out a dropped SYN.
+pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 1000;
+/// Above the proxy's `/transaction` limit (20 s), so that a transaction never commits after
+/// the client was told it timed out (security.md, time limits).
+pub const DEFAULT_TIMEOUT_MS: u64 = 30_000;
+/// Per-key requests per second (429 beyond): more than one tenant's interactive use needs,
+/// less than what lets one key starve the others. The burst defaults to the same value.
+pub const DEFAULT_RATE_LIMIT_RPS: u32 = 1000;
+/// How long an idle connection to the proxy is kept: longer than the gaps of steady traffic,
+/// shorter than anything on the path would drop it.
+pub const PROXY_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Idle connections to the proxy each HTTP worker keeps (each has its own client): more than
+/// the requests a worker has in flight, so steady traffic never pays a TLS handshake again.
+pub const PROXY_POOL_MAX_IDLE: usize = 256;
+/// `/ready` asks the proxy's `/ready`; a load balancer's health check must not hang on it.
+pub const PROXY_READY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// One HTTP worker (an event loop on its own thread, with its own client for the proxy) per
+/// core: on AWS the gatekeeper has its instance to itself, and its work per request (TLS on
+/// both sides, JSON, the classifier) is CPU, so fewer workers leave cores idle and more only
+/// add wake-ups. Where it shares two cores with the databases (`make up` on a small machine),
+/// `local/stack.sh` sets one (decisions.md §10, §24).
+pub fn default_http_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
 
 /// Everything the gatekeeper needs to start.
 #[derive(Debug, Clone)]
@@ -56,36 +95,36 @@ pub struct Config {
 
 impl Config {
     pub fn from_env(env: &dyn Env) -> Result<Config, ConfigError> {
-        let proxy_url = get_or(env, PROXY_URL, "https://127.0.0.1:5000".to_string())?;
+        let proxy_url = get_or(env, PROXY_URL, DEFAULT_PROXY_URL.to_string())?;
         let proxy_ca = env.get(PROXY_CA).map(PathBuf::from);
         if !(proxy_url.starts_with("http://") || proxy_url.starts_with("https://")) {
             return Err(ConfigError(format!(
                 "{PROXY_URL}={proxy_url:?} must start with http:// or https://"
             )));
         }
-        let rate_limit_rps: u32 = get_or(env, RATE_LIMIT_RPS, 1000)?;
+        let addr = |s: &str| s.parse::<SocketAddr>().expect("a valid default address");
+        let rate_limit_rps: u32 = get_or(env, RATE_LIMIT_RPS, DEFAULT_RATE_LIMIT_RPS)?;
         let config = Config {
-            listen: get_or(env, LISTEN, "127.0.0.1:8080".parse().expect("valid"))?,
-            admin_listen: get_or(env, ADMIN_LISTEN, "127.0.0.1:9090".parse().expect("valid"))?,
+            listen: get_or(env, LISTEN, addr(DEFAULT_LISTEN))?,
+            admin_listen: get_or(env, ADMIN_LISTEN, addr(DEFAULT_ADMIN_LISTEN))?,
             proxy_url: proxy_url.trim_end_matches('/').to_string(),
             proxy_token: required_secret(env, PROXY_TOKEN)?,
             keys_file: PathBuf::from(required(env, KEYS_FILE)?),
-            max_body_bytes: get_or(env, MAX_BODY_BYTES, 1 << 20)?,
-            max_sql_bytes: get_or(env, MAX_SQL_BYTES, 64 << 10)?,
-            max_params: get_or(env, MAX_PARAMS, 1000)?,
-            max_tx_statements: get_or(env, MAX_TX_STATEMENTS, 100)?,
-            connect_timeout: millis(env, CONNECT_TIMEOUT_MS, 1000)?,
-            timeout: millis(env, TIMEOUT_MS, 30_000)?,
+            max_body_bytes: get_or(env, MAX_BODY_BYTES, DEFAULT_MAX_BODY_BYTES)?,
+            max_sql_bytes: get_or(env, MAX_SQL_BYTES, DEFAULT_MAX_SQL_BYTES)?,
+            max_params: get_or(env, MAX_PARAMS, DEFAULT_MAX_PARAMS)?,
+            max_tx_statements: get_or(env, MAX_TX_STATEMENTS, DEFAULT_MAX_TX_STATEMENTS)?,
+            connect_timeout: millis(env, CONNECT_TIMEOUT_MS, DEFAULT_CONNECT_TIMEOUT_MS)?,
+            timeout: millis(env, TIMEOUT_MS, DEFAULT_TIMEOUT_MS)?,
             rate_limit_rps,
             rate_limit_burst: get_or(env, RATE_LIMIT_BURST, rate_limit_rps.max(1))?,
             tls: sqlgate::tls::identity_from_env(env, TLS_CERT, TLS_KEY, PLAIN_HTTP)?,
             proxy_ca,
-            http_workers: get_or(
-                env,
-                HTTP_WORKERS,
-                std::thread::available_parallelism().map_or(2, |n| n.get()),
-            )?,
+            http_workers: get_or(env, HTTP_WORKERS, default_http_workers())?,
         };
+        if config.http_workers == 0 {
+            return Err(ConfigError(format!("{HTTP_WORKERS} must be at least 1")));
+        }
         if config.proxy_url.starts_with("https://") && config.proxy_ca.is_none() {
             return Err(ConfigError(format!(
                 "{PROXY_CA} (the CA that signed the proxy's certificate) is required for an \
@@ -126,6 +165,7 @@ mod tests {
             (TIMEOUT_MS, "0"),
             (PLAIN_HTTP, "true"),
             (PLAIN_HTTP, "yes"),
+            (HTTP_WORKERS, "0"),
         ] {
             let mut e = base.clone();
             e.insert(k.to_string(), v.to_string());

@@ -1,31 +1,41 @@
-//! Forwards a validated request to the proxy over a pooled keep-alive connection, with the
-//! internal token and the request id, never the API key.
+//! Forwards a checked request to the proxy over a pooled keep-alive HTTPS connection, with the
+//! internal token, the key's id and role and the request id; never the API key. The body goes
+//! as it was checked, not re-encoded (docs/decisions.md §24).
 
-use crate::config::Config;
+use crate::auth::Identity;
+use crate::config::{Config, PROXY_POOL_IDLE_TIMEOUT, PROXY_POOL_MAX_IDLE, PROXY_READY_TIMEOUT};
+use crate::validate::{Checked, Endpoint};
 use actix_web::http::StatusCode;
+use actix_web::web::Bytes;
+use reqwest::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::Url;
+use sqlgate::error::ErrorBody;
+use sqlgate::wire::{KEY_ID_HEADER, NODE_HEADER, REQUEST_ID_HEADER, ROLE_HEADER, TOKEN_HEADER};
 use sqlgate::{ApiError, ErrorCode};
 
-/// Header names shared with the proxy.
-pub const TOKEN_HEADER: &str = "X-Sqlgate-Token";
-pub const REQUEST_ID_HEADER: &str = "X-Request-Id";
-pub const NODE_HEADER: &str = "X-Sqlgate-Node";
-/// The authenticated key's id (never the key), so the proxy's log can name it too.
-pub const KEY_ID_HEADER: &str = "X-Sqlgate-Key-Id";
-
-/// What the proxy answered.
+/// What the proxy answered, to be relayed as it is.
 pub struct Upstream {
     pub status: StatusCode,
-    pub body: actix_web::web::Bytes,
+    pub body: Bytes,
     /// The node that executed the statement, when the proxy says.
     pub node: Option<String>,
+    /// The proxy's `Retry-After`, on 429 and 503.
+    pub retry_after: Option<u64>,
+    /// The error code of an error answer, for the request log.
+    pub code: Option<ErrorCode>,
 }
 
-/// The client for the proxy.
+/// The client for the proxy, with its pool of keep-alive connections. Each HTTP worker has its
+/// own (`startup`): a connection's driver then runs on the thread of the requests that use it,
+/// instead of waking another worker's thread for every request.
 #[derive(Clone)]
 pub struct Forwarder {
     client: reqwest::Client,
-    base: String,
-    token: sqlgate::config::Secret,
+    query: Url,
+    transaction: Url,
+    ready: Url,
+    /// `X-Sqlgate-Token`'s value, built once and marked sensitive (never printed by `http`).
+    token: HeaderValue,
 }
 
 impl Forwarder {
@@ -40,35 +50,41 @@ impl Forwarder {
         let client = builder
             .connect_timeout(config.connect_timeout)
             .timeout(config.timeout)
-            .pool_idle_timeout(std::time::Duration::from_secs(60))
-            .pool_max_idle_per_host(256)
+            .pool_idle_timeout(PROXY_POOL_IDLE_TIMEOUT)
+            .pool_max_idle_per_host(PROXY_POOL_MAX_IDLE)
             .tcp_nodelay(true)
             .build()?;
+        let url = |path: &str| {
+            Url::parse(&format!("{}{path}", config.proxy_url))
+                .map_err(|e| anyhow::anyhow!("GATEKEEPER_PROXY_URL is not a URL: {e}"))
+        };
+        let mut token = HeaderValue::from_str(config.proxy_token.expose())
+            .map_err(|_| anyhow::anyhow!("GATEKEEPER_PROXY_TOKEN must be printable ASCII"))?;
+        token.set_sensitive(true);
         Ok(Forwarder {
             client,
-            base: config.proxy_url.clone(),
-            token: config.proxy_token.clone(),
+            query: url(Endpoint::Query.path())?,
+            transaction: url(Endpoint::Transaction.path())?,
+            ready: url("/ready")?,
+            token,
         })
     }
 
-    /// POSTs `body` (JSON) to the proxy's `path`.
-    pub async fn post(
-        &self,
-        path: &str,
-        request_id: &str,
-        key_id: &str,
-        role: sqlgate::Role,
-        body: Vec<u8>,
-    ) -> Result<Upstream, ApiError> {
+    /// Sends `checked` to the proxy for `who`.
+    pub async fn forward(&self, checked: &Checked, who: &Identity) -> Result<Upstream, ApiError> {
+        let url = match checked.endpoint() {
+            Endpoint::Query => &self.query,
+            Endpoint::Transaction => &self.transaction,
+        };
         let resp = self
             .client
-            .post(format!("{}{path}", self.base))
-            .header(TOKEN_HEADER, self.token.expose())
-            .header(REQUEST_ID_HEADER, request_id)
-            .header(KEY_ID_HEADER, key_id)
-            .header(sqlgate::wire::ROLE_HEADER, role.as_str())
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body)
+            .post(url.clone())
+            .header(TOKEN_HEADER, self.token.clone())
+            .header(REQUEST_ID_HEADER, checked.request_id().as_str())
+            .header(KEY_ID_HEADER, &*who.key_id)
+            .header(ROLE_HEADER, HeaderValue::from_static(who.role.as_str()))
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+            .body(checked.body().clone())
             .send()
             .await
             .map_err(upstream_error)?;
@@ -79,6 +95,11 @@ impl Forwarder {
             .get(NODE_HEADER)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
+        let retry_after = resp
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
         let body = resp.bytes().await.map_err(upstream_error)?;
         if status == StatusCode::UNAUTHORIZED {
             log::error!("Proxy refused the internal token: check GATEKEEPER_PROXY_TOKEN");
@@ -87,23 +108,35 @@ impl Forwarder {
                 "the proxy refused the gatekeeper",
             ));
         }
-        if status.is_server_error()
-            && serde_json::from_slice::<sqlgate::error::ErrorBody>(&body).is_err()
-        {
-            return Err(ApiError::new(
-                ErrorCode::BadGateway,
-                format!("the proxy answered {status} without an error body"),
-            ));
-        }
-        Ok(Upstream { status, body, node })
+        let code = if status.is_success() {
+            None
+        } else {
+            match serde_json::from_slice::<ErrorBody>(&body) {
+                Ok(b) => Some(b.error.code),
+                Err(_) if status.is_server_error() => {
+                    return Err(ApiError::new(
+                        ErrorCode::BadGateway,
+                        format!("the proxy answered {status} without an error body"),
+                    ))
+                }
+                Err(_) => None,
+            }
+        };
+        Ok(Upstream {
+            status,
+            body,
+            node,
+            retry_after,
+            code,
+        })
     }
 
     /// True when the proxy says it can serve (its `/ready` is 200).
     pub async fn proxy_ready(&self) -> Result<bool, ApiError> {
         let resp = self
             .client
-            .get(format!("{}/ready", self.base))
-            .timeout(std::time::Duration::from_secs(2))
+            .get(self.ready.clone())
+            .timeout(PROXY_READY_TIMEOUT)
             .send()
             .await
             .map_err(upstream_error)?;
@@ -111,6 +144,8 @@ impl Forwarder {
     }
 }
 
+/// The transport's failure as the client sees it: the kind of failure decides the code, never
+/// the message.
 fn upstream_error(e: reqwest::Error) -> ApiError {
     if e.is_timeout() {
         ApiError::new(ErrorCode::Timeout, "the proxy did not answer in time")

@@ -1,8 +1,9 @@
 //! The gatekeeper binary: `gatekeeper` serves; `gatekeeper keygen --role R [--id ID]` prints a
 //! new API key once, with the line to add to the keys file.
 
+use gatekeeper::auth;
 use gatekeeper::config::Config;
-use gatekeeper::{auth, Application};
+use gatekeeper::startup::Application;
 use sqlgate::config::{ProcessEnv, EXIT_CONFIG};
 use sqlgate::Role;
 

@@ -5,6 +5,8 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use sqlgate::request_log::Finished;
+use sqlgate::Role;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -50,6 +52,26 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Counts a finished request to `/query` or `/transaction` (other routes are not counted).
+    pub fn observe(&self, done: &Finished<'_>) {
+        let endpoint = match done.route {
+            Some("/query") => "query",
+            Some("/transaction") => "transaction",
+            _ => return,
+        };
+        let role = done.fields.role.map_or("none", Role::as_str);
+        self.requests
+            .get_or_create(&RequestLabels {
+                endpoint,
+                role,
+                status: done.status.as_u16(),
+            })
+            .inc();
+        self.duration
+            .get_or_create(&EndpointLabels { endpoint })
+            .observe(done.duration.as_secs_f64());
+    }
+
     pub fn render(&self) -> String {
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {

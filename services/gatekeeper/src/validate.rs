@@ -1,68 +1,251 @@
-//! Checks a request before it is forwarded: JSON shape, one statement, the deny-list, params,
-//! and the key's role. Only what passes reaches the proxy.
+//! Checks a request before it is forwarded: JSON shape, request id, GTID, one statement, the
+//! deny-list, params, and the key's role (`sqlgate::wire::prepare_for`). What passes becomes a
+//! `Checked`, the only thing the forwarder sends; it holds the exact bytes that were checked.
 
-use crate::State;
-use sqlgate::wire::{self, QueryRequest, TransactionRequest};
-use sqlgate::{ApiError, ErrorCode, Role, Statement};
+use sqlgate::wire::{self, Gtid, QueryRequest, RequestId, TransactionRequest};
+use sqlgate::{ApiError, Classifier, ErrorCode, Mode, Role, Route};
 
-fn statement(
-    state: &State,
-    role: Role,
-    sql: &str,
-    params: &[serde_json::Value],
-) -> Result<Statement, ApiError> {
-    let stmt = wire::prepare(&state.classifier, sql, params, state.config.max_params)?;
-    stmt.check_role(role)?;
-    Ok(stmt)
+/// The two endpoints that run SQL, on the gatekeeper and on the proxy alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Query,
+    Transaction,
 }
 
-/// The request id a validated body carries: the client's when valid, else a fresh one. It is
-/// recorded in `seen` before any later check, so every error can name it.
-fn request_id(given: &Option<String>, seen: &mut Option<String>) -> Result<String, ApiError> {
-    if let Some(id) = given {
-        wire::check_request_id(id)?;
+impl Endpoint {
+    /// The label in metrics (`query`, `transaction`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Endpoint::Query => "query",
+            Endpoint::Transaction => "transaction",
+        }
     }
-    let id = given.clone().unwrap_or_else(wire::new_request_id);
-    *seen = Some(id.clone());
-    Ok(id)
-}
 
-/// Validates a `/query` body; fills in the request id.
-pub fn query(
-    state: &State,
-    role: Role,
-    body: &[u8],
-    seen: &mut Option<String>,
-) -> Result<(QueryRequest, Statement), ApiError> {
-    let mut req: QueryRequest = wire::parse_json(body)?;
-    req.request_id = Some(request_id(&req.request_id, seen)?);
-    if let Some(g) = &req.after_gtid {
-        wire::check_gtid(g)?;
+    /// The path, the same on the gatekeeper and the proxy.
+    pub fn path(self) -> &'static str {
+        match self {
+            Endpoint::Query => "/query",
+            Endpoint::Transaction => "/transaction",
+        }
     }
-    let stmt = statement(state, role, &req.sql, &req.params)?;
-    Ok((req, stmt))
 }
 
-/// Validates a `/transaction` body; fills in the request id.
-pub fn transaction(
-    state: &State,
+/// What validation needs besides the body: the classifier and the limits.
+pub struct Rules<'a> {
+    pub classifier: &'a Classifier,
+    pub max_params: usize,
+    pub max_tx_statements: usize,
+}
+
+/// A request that passed every check, with the body exactly as it was checked. The proxy parses
+/// those same bytes with the same function (`wire::parse_json`) and checks them again.
+#[derive(Debug)]
+pub struct Checked {
+    endpoint: Endpoint,
+    request_id: RequestId,
+    body: actix_web::web::Bytes,
+    kind: Route,
+    mode: Option<Mode>,
+}
+
+impl Checked {
+    pub fn endpoint(&self) -> Endpoint {
+        self.endpoint
+    }
+
+    /// The body's request id, or a fresh one when it has none (the proxy then takes it from
+    /// `X-Request-Id`).
+    pub fn request_id(&self) -> &RequestId {
+        &self.request_id
+    }
+
+    /// The bytes that were checked, to be forwarded as they are.
+    pub fn body(&self) -> &actix_web::web::Bytes {
+        &self.body
+    }
+
+    /// `Read` when every statement may run on a worker.
+    pub fn kind(&self) -> Route {
+        self.kind
+    }
+
+    /// The mode the client asked for, if any.
+    pub fn mode(&self) -> Option<Mode> {
+        self.mode
+    }
+}
+
+/// Checks `body` for `endpoint` as a key with `role` sends it. An error names the request id
+/// once it is known (the client's, when valid).
+pub fn check(
+    endpoint: Endpoint,
+    rules: &Rules<'_>,
     role: Role,
-    body: &[u8],
-    seen: &mut Option<String>,
-) -> Result<TransactionRequest, ApiError> {
-    let mut req: TransactionRequest = wire::parse_json(body)?;
-    req.request_id = Some(request_id(&req.request_id, seen)?);
-    let max = state.config.max_tx_statements;
+    body: actix_web::web::Bytes,
+) -> Result<Checked, ApiError> {
+    match endpoint {
+        Endpoint::Query => query(rules, role, body),
+        Endpoint::Transaction => transaction(rules, role, body),
+    }
+}
+
+fn query(rules: &Rules<'_>, role: Role, body: actix_web::web::Bytes) -> Result<Checked, ApiError> {
+    let req: QueryRequest = wire::parse_json(&body)?;
+    let request_id = RequestId::given_or_new(req.request_id)?;
+    let named = |e: ApiError| e.with_request_id(request_id.as_str());
+    if let Some(g) = req.after_gtid {
+        Gtid::parse(g).map_err(named)?;
+    }
+    let prepared = wire::prepare_for(
+        rules.classifier,
+        role,
+        &req.sql,
+        req.params,
+        rules.max_params,
+    )
+    .map_err(named)?;
+    Ok(Checked {
+        endpoint: Endpoint::Query,
+        kind: prepared.route(),
+        mode: req.mode,
+        request_id,
+        body,
+    })
+}
+
+fn transaction(
+    rules: &Rules<'_>,
+    role: Role,
+    body: actix_web::web::Bytes,
+) -> Result<Checked, ApiError> {
+    let req: TransactionRequest = wire::parse_json(&body)?;
+    let request_id = RequestId::given_or_new(req.request_id)?;
+    let named = |e: ApiError| e.with_request_id(request_id.as_str());
+    let max = rules.max_tx_statements;
     if req.statements.is_empty() || req.statements.len() > max {
-        return Err(ApiError::new(
+        return Err(named(ApiError::new(
             ErrorCode::BadRequest,
             format!("a transaction holds 1 to {max} statements"),
-        ));
+        )));
     }
-    for (i, s) in req.statements.iter().enumerate() {
-        statement(state, role, &s.sql, &s.params)
-            .and_then(|stmt| Ok(stmt.check_in_transaction()?))
-            .map_err(|e| e.with_statement_index(i))?;
+    for (i, s) in req.statements.into_iter().enumerate() {
+        wire::prepare_for(rules.classifier, role, &s.sql, s.params, rules.max_params)
+            .and_then(|p| Ok(p.statement().check_in_transaction()?))
+            .map_err(|e| named(e.with_statement_index(i)))?;
     }
-    Ok(req)
+    Ok(Checked {
+        endpoint: Endpoint::Transaction,
+        kind: Route::Write,
+        mode: None,
+        request_id,
+        body,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::web::Bytes;
+
+    fn rules(c: &Classifier) -> Rules<'_> {
+        Rules {
+            classifier: c,
+            max_params: 2,
+            max_tx_statements: 2,
+        }
+    }
+
+    #[test]
+    fn checked_requests_keep_their_bytes_and_name_their_id() {
+        let c = Classifier::new(1024, 8);
+        let body = Bytes::from_static(br#"{"sql":"SELECT ?","params":[1],"request_id":"q-1"}"#);
+        let ok = check(Endpoint::Query, &rules(&c), Role::Read, body.clone()).unwrap();
+        assert_eq!(ok.body(), &body, "forwarded as checked");
+        assert_eq!((ok.request_id().as_str(), ok.kind()), ("q-1", Route::Read));
+        let body = Bytes::from_static(br#"{"sql":"SELECT 1"}"#);
+        let ok = check(Endpoint::Query, &rules(&c), Role::Read, body).unwrap();
+        assert_eq!(ok.request_id().as_str().len(), 16, "a fresh id");
+        let body = Bytes::from_static(
+            br#"{"statements":[{"sql":"INSERT INTO app.t VALUES (?)","params":[1]}]}"#,
+        );
+        let ok = check(Endpoint::Transaction, &rules(&c), Role::Write, body).unwrap();
+        assert_eq!(
+            (ok.endpoint(), ok.kind()),
+            (Endpoint::Transaction, Route::Write)
+        );
+    }
+
+    #[test]
+    fn refusals_say_why_and_name_the_request_once_known() {
+        let c = Classifier::new(1024, 8);
+        let cases: &[(Endpoint, Role, &str, ErrorCode, Option<&str>)] = &[
+            (
+                Endpoint::Query,
+                Role::Read,
+                r#"{"sql":1}"#,
+                ErrorCode::BadRequest,
+                None,
+            ),
+            (
+                Endpoint::Query,
+                Role::Read,
+                r#"{"sql":"SELECT 1","request_id":"bad id"}"#,
+                ErrorCode::BadRequest,
+                None,
+            ),
+            (
+                Endpoint::Query,
+                Role::Read,
+                r#"{"sql":"DELETE FROM app.t","request_id":"r1"}"#,
+                ErrorCode::Forbidden,
+                Some("r1"),
+            ),
+            (
+                Endpoint::Query,
+                Role::Read,
+                r#"{"sql":"SELECT 1","after_gtid":"x'","request_id":"r2"}"#,
+                ErrorCode::BadRequest,
+                Some("r2"),
+            ),
+            (
+                Endpoint::Transaction,
+                Role::Admin,
+                r#"{"statements":[],"request_id":"r3"}"#,
+                ErrorCode::BadRequest,
+                Some("r3"),
+            ),
+            (
+                Endpoint::Transaction,
+                Role::Admin,
+                r#"{"statements":[{"sql":"SELECT 1"},{"sql":"SELECT 1"},{"sql":"SELECT 1"}]}"#,
+                ErrorCode::BadRequest,
+                None,
+            ),
+            (
+                Endpoint::Transaction,
+                Role::Admin,
+                r#"{"statements":[{"sql":"SELECT 1"},{"sql":"DROP TABLE app.t"}],"request_id":"r4"}"#,
+                ErrorCode::StatementDenied,
+                Some("r4"),
+            ),
+        ];
+        for (endpoint, role, body, code, id) in cases {
+            let e =
+                check(*endpoint, &rules(&c), *role, Bytes::from(body.to_string())).expect_err(body);
+            assert_eq!(e.code(), *code, "{body}: {e}");
+            if let Some(id) = id {
+                assert_eq!(e.request_id.as_deref(), Some(*id), "{body}");
+            }
+        }
+        let e = check(
+            Endpoint::Transaction,
+            &rules(&c),
+            Role::Admin,
+            Bytes::from_static(
+                br#"{"statements":[{"sql":"SELECT 1"},{"sql":"DROP TABLE app.t"}]}"#,
+            ),
+        )
+        .unwrap_err();
+        assert_eq!(e.detail.statement_index, Some(1));
+    }
 }

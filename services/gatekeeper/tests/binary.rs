@@ -159,8 +159,23 @@ async fn request_log_names_the_key_id_never_a_secret() {
         .lines()
         .find(|l| l.contains("request_id=log-check-1") && l.contains("status=200"))
         .unwrap_or_else(|| panic!("no request line in\n{log}"));
-    for field in ["key_id=logtest", "role=read", "node=", "duration_ms="] {
+    for field in [
+        "method=POST",
+        "path=/query",
+        "key_id=logtest",
+        "role=read",
+        "kind=read",
+        "node=",
+        "duration_ms=",
+    ] {
         assert!(line.contains(field), "{field} in {line}");
+    }
+    let refused = log
+        .lines()
+        .find(|l| l.contains("path=/query") && l.contains("status=401"))
+        .unwrap_or_else(|| panic!("no line for the refused key in\n{log}"));
+    for field in ["key_id=-", "code=unauthorized", "source=client"] {
+        assert!(refused.contains(field), "{field} in {refused}");
     }
     for s in [secret.as_str(), stack.proxy_token.as_str(), &"0".repeat(64)] {
         assert!(!log.contains(s), "a secret leaked into the log:\n{log}");

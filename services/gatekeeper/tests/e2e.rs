@@ -789,8 +789,15 @@ async fn size_limits_at_both_hops() {
     assert_eq!(st, 200, "a small result still fits");
 }
 
-/// A fake proxy that records the raw request and answers one canned response.
-fn capture_one(listener: std::net::TcpListener) -> std::thread::JoinHandle<String> {
+const PROXY_OK: &str = r#"{"request_id":"r","kind":"read","mode":"random","node":"worker-1","role":"worker","columns":[],"rows":[],"rows_affected":0,"last_insert_id":null,"duration_ms":0.1}"#;
+
+/// A fake proxy that records the raw request and answers one canned response (`head` is the
+/// status line and headers, without the content length).
+fn capture_one(
+    listener: std::net::TcpListener,
+    head: &'static str,
+    body: &'static str,
+) -> std::thread::JoinHandle<String> {
     std::thread::spawn(move || {
         use std::io::{Read, Write};
         let (mut sock, _) = listener.accept().unwrap();
@@ -818,9 +825,8 @@ fn capture_one(listener: std::net::TcpListener) -> std::thread::JoinHandle<Strin
                 break;
             }
         }
-        let body = r#"{"request_id":"r","kind":"read","mode":"random","node":"worker-1","role":"worker","columns":[],"rows":[],"rows_affected":0,"last_insert_id":null,"duration_ms":0.1}"#;
         let resp = format!(
-            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nx-sqlgate-node: worker-1\r\ncontent-length: {}\r\n\r\n{body}",
+            "{head}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
             body.len()
         );
         sock.write_all(resp.as_bytes()).unwrap();
@@ -828,11 +834,14 @@ fn capture_one(listener: std::net::TcpListener) -> std::thread::JoinHandle<Strin
     })
 }
 
-#[tokio::test]
-async fn forwards_token_and_request_id_never_the_api_key() {
+/// A stack whose gatekeeper forwards to a fake proxy that answers once.
+async fn with_fake_proxy(
+    head: &'static str,
+    body: &'static str,
+) -> (Stack, std::thread::JoinHandle<String>) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    let seen = capture_one(listener);
+    let seen = capture_one(listener, head, body);
     let s = Stack::start(
         Cluster::shared(),
         Options {
@@ -842,6 +851,12 @@ async fn forwards_token_and_request_id_never_the_api_key() {
     )
     .await
     .unwrap();
+    (s, seen)
+}
+
+#[tokio::test]
+async fn forwards_token_and_request_id_never_the_api_key() {
+    let (s, seen) = with_fake_proxy("HTTP/1.1 200 OK\r\nx-sqlgate-node: worker-1", PROXY_OK).await;
     let (st, body) = s
         .query(
             &s.keys.read,
@@ -863,6 +878,7 @@ async fn forwards_token_and_request_id_never_the_api_key() {
         lower.contains("x-request-id: fwd-1"),
         "request id sent: {raw}"
     );
+    assert!(lower.contains("x-sqlgate-role: read"), "role sent: {raw}");
     assert!(!lower.contains("x-api-key"), "no API key header: {raw}");
     let secret = s.keys.read.rsplit('_').next().unwrap();
     assert!(
@@ -875,6 +891,58 @@ async fn forwards_token_and_request_id_never_the_api_key() {
         forwarded,
         json!({"sql": "SELECT ?", "params": [1], "request_id": "fwd-1"})
     );
+}
+
+/// The proxy receives the very bytes the gatekeeper checked (it parses them with the same
+/// function and checks them again), and a request id in a header when the body has none.
+#[tokio::test]
+async fn forwards_the_checked_bytes_as_they_are() {
+    let (s, seen) = with_fake_proxy("HTTP/1.1 200 OK\r\nx-sqlgate-node: worker-1", PROXY_OK).await;
+    let sent = "{ \"params\" : [ 1 ,\"\\u0041\"],\n \"sql\":\"SELECT ?, ?\" }";
+    let resp = s
+        .http
+        .post(format!("{}/query", s.gatekeeper_url))
+        .header("X-API-Key", &s.keys.read)
+        .header("Content-Type", "application/json")
+        .body(sent)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let raw = seen.join().unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    assert_eq!(body, sent, "forwarded byte for byte");
+    let id = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("x-request-id: ")
+                .map(str::to_string)
+        })
+        .expect("a request id header");
+    assert_eq!(id.len(), 16, "a fresh id: {id}");
+}
+
+/// The proxy's 503 reaches the client with its body, status and `Retry-After`.
+#[tokio::test]
+async fn relays_the_proxys_errors_with_retry_after() {
+    let (s, _seen) = with_fake_proxy(
+        "HTTP/1.1 503 Service Unavailable\r\nretry-after: 7",
+        r#"{"error":{"code":"unavailable","message":"database unavailable"},"request_id":"u-1"}"#,
+    )
+    .await;
+    let resp = s
+        .http
+        .post(format!("{}/query", s.gatekeeper_url))
+        .header("X-API-Key", &s.keys.read)
+        .json(&json!({"sql": "SELECT 1", "request_id": "u-1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 503);
+    assert_eq!(resp.headers()["retry-after"], "7");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "unavailable", "{body}");
 }
 
 #[tokio::test]

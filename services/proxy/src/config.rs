@@ -43,6 +43,62 @@ pub const RTT_PROBE: &str = "PROXY_RTT_PROBE";
 pub const CONN_RECYCLE_BYTES: &str = "PROXY_CONN_RECYCLE_BYTES";
 pub const GTID_WAIT_MS: &str = "PROXY_GTID_WAIT_MS";
 
+/// Defaults, each with the reason for its value.
+pub mod defaults {
+    use std::time::Duration;
+
+    /// Loopback: the local stack; on AWS the proxy listens on its private address.
+    pub const LISTEN: &str = "127.0.0.1:5000";
+    /// The local cluster's ports (`local/cluster.sh`).
+    pub const MANAGER: &str = "127.0.0.1:3307";
+    pub const WORKERS: &str = "127.0.0.1:3308,127.0.0.1:3309";
+    /// Reads spread over the workers without a measurement to trust first.
+    pub const MODE: &str = "random";
+    /// A replica further behind than this serves stale data worth a detour to the manager.
+    pub const MAX_LAG: Duration = Duration::from_secs(5);
+    /// Health and RTT are at most a second old: fast enough to leave a failed node within a
+    /// second or two, cheap enough (one query per node per second) to be invisible.
+    pub const MONITOR_INTERVAL: Duration = Duration::from_secs(1);
+    pub const PING_INTERVAL: Duration = Duration::from_secs(1);
+    /// ICMP RTTs on one network differ by tens of µs from jitter alone; within this, nodes tie.
+    pub const PING_TOLERANCE: Duration = Duration::from_micros(100);
+    /// Connections per (node, account): 16 keeps a 2-core MariaDB busy without queueing
+    /// inside it (its throughput peaks near 2–4 connections per core, docs/benchmarks.md).
+    pub const POOL_SIZE: u32 = 16;
+    /// After this much received, a connection is replaced, so no connection keeps the read
+    /// buffer of one large result forever. About 40,000 point selects per connection: the
+    /// reconnect (TLS, authentication) is then a negligible share of the work. (With the sync
+    /// driver, whose every connection kept a 4 MiB buffer, this was 256 KiB: decision 9.)
+    pub const CONN_RECYCLE_BYTES: usize = 16 << 20;
+    /// A node on the same network answers a connect in well under a millisecond: a second
+    /// means it is gone, and a read can still be retried elsewhere within a client's patience.
+    pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+    /// An OLTP statement longer than this is a mistake or an attack on the pool; the
+    /// gatekeeper's own limit (`GATEKEEPER_TIMEOUT_MS`, 30 s) is longer so the proxy answers.
+    pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(10);
+    /// With a COMMIT's own statement deadline after it (10 s), below the gatekeeper's limit
+    /// (30 s), so a transaction never commits after the client was told it timed out.
+    pub const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(15);
+    /// Replicas on one network apply a write within milliseconds; a second means this one lags
+    /// and the manager should serve the read.
+    pub const GTID_WAIT: Duration = Duration::from_secs(1);
+    /// Rows one result may have before the client is told to add a LIMIT.
+    pub const MAX_ROWS: usize = 10_000;
+    /// A response the gatekeeper and the client can hold comfortably in memory.
+    pub const MAX_RESULT_BYTES: usize = 16 << 20;
+    /// The schemas the local accounts are granted on.
+    pub const APP_SCHEMAS: &str = "sakila,app";
+}
+
+/// How the proxy's connections to MySQL are secured (`PROXY_DB_CA`, `PROXY_DB_PLAIN`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DbTls {
+    /// TLS, the server's certificate verified against this CA file and the node's address.
+    Verify(std::path::PathBuf),
+    /// No TLS: only when explicitly configured.
+    Plain,
+}
+
 /// A database account the proxy connects as.
 #[derive(Debug, Clone)]
 pub struct Account {
@@ -137,7 +193,7 @@ pub struct Config {
     /// The HTTPS identity the proxy serves with; `None` only with `PROXY_PLAIN_HTTP=true`.
     pub tls: Option<sqlgate::tls::Identity>,
     /// How connections to MySQL are secured.
-    pub db_tls: crate::pool::DbTls,
+    pub db_tls: DbTls,
     pub monitor_user: String,
     pub monitor_password: Secret,
     pub default_mode: Mode,
@@ -163,9 +219,14 @@ pub struct Config {
     pub rtt_probe: RttProbe,
 }
 
+/// A default duration as the milliseconds `millis` takes.
+fn ms(d: Duration) -> u64 {
+    d.as_millis() as u64
+}
+
 impl Config {
     pub fn from_env(env: &dyn Env) -> Result<Config, ConfigError> {
-        let listen = get_or(env, LISTEN, "127.0.0.1:5000".parse().expect("valid"))?;
+        let listen = get_or(env, LISTEN, defaults::LISTEN.parse().expect("valid"))?;
         let token = required_secret(env, TOKEN)?;
         if token.expose().len() < 16 {
             return Err(ConfigError(format!(
@@ -173,11 +234,11 @@ impl Config {
             )));
         }
         let manager = NodeAddr::parse(
-            &get_or(env, MANAGER, "127.0.0.1:3307".to_string())?,
+            &get_or(env, MANAGER, defaults::MANAGER.to_string())?,
             "manager",
         )
         .map_err(|e| ConfigError(format!("{MANAGER}: {e}")))?;
-        let workers_raw = get_or(env, WORKERS, "127.0.0.1:3308,127.0.0.1:3309".to_string())?;
+        let workers_raw = get_or(env, WORKERS, defaults::WORKERS.to_string())?;
         let workers = workers_raw
             .split(',')
             .filter(|s| !s.trim().is_empty())
@@ -185,13 +246,13 @@ impl Config {
             .map(|(i, s)| NodeAddr::parse(s, &format!("worker-{}", i + 1)))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| ConfigError(format!("{WORKERS}: {e}")))?;
-        let mode_raw = get_or(env, DEFAULT_MODE, "random".to_string())?;
+        let mode_raw = get_or(env, DEFAULT_MODE, defaults::MODE.to_string())?;
         let default_mode = Mode::parse(&mode_raw).ok_or_else(|| {
             ConfigError(format!(
                 "{DEFAULT_MODE}={mode_raw:?} is not one of direct, random, ping, least_busy"
             ))
         })?;
-        let pool_size: u32 = get_or(env, POOL_SIZE, 16)?;
+        let pool_size: u32 = get_or(env, POOL_SIZE, defaults::POOL_SIZE)?;
         if pool_size == 0 {
             return Err(ConfigError(format!("{POOL_SIZE} must be greater than 0")));
         }
@@ -216,8 +277,8 @@ impl Config {
             },
             tls: sqlgate::tls::identity_from_env(env, TLS_CERT, TLS_KEY, PLAIN_HTTP)?,
             db_tls: match (env.get(DB_CA), env.get(DB_PLAIN).as_deref()) {
-                (Some(ca), None | Some("false")) => crate::pool::DbTls::Verify(ca.into()),
-                (None, Some("true")) => crate::pool::DbTls::Plain,
+                (Some(ca), None | Some("false")) => DbTls::Verify(ca.into()),
+                (None, Some("true")) => DbTls::Plain,
                 _ => {
                     return Err(ConfigError(format!(
                         "{DB_CA} (the CA that signed the MySQL servers' certificates) is \
@@ -225,7 +286,7 @@ impl Config {
                     )))
                 }
             },
-            app_schemas: get_or(env, APP_SCHEMAS, "sakila,app".to_string())?
+            app_schemas: get_or(env, APP_SCHEMAS, defaults::APP_SCHEMAS.to_string())?
                 .split(',')
                 .map(|s| s.trim().to_string())
                 .filter(|s| !s.is_empty())
@@ -233,22 +294,30 @@ impl Config {
             monitor_user: get_or(env, MONITOR_USER, "sqlgate_monitor".to_string())?,
             monitor_password: required_secret(env, MONITOR_PASSWORD)?,
             default_mode,
-            max_lag: Duration::from_secs(get_or(env, MAX_LAG_S, 5)?),
-            monitor_interval: millis(env, MONITOR_INTERVAL_MS, 1000)?,
-            ping_interval: millis(env, PING_INTERVAL_MS, 1000)?,
-            ping_tolerance: Duration::from_micros(get_or(env, PING_TOLERANCE_US, 100)?),
+            max_lag: Duration::from_secs(get_or(env, MAX_LAG_S, defaults::MAX_LAG.as_secs())?),
+            monitor_interval: millis(env, MONITOR_INTERVAL_MS, ms(defaults::MONITOR_INTERVAL))?,
+            ping_interval: millis(env, PING_INTERVAL_MS, ms(defaults::PING_INTERVAL))?,
+            ping_tolerance: Duration::from_micros(get_or(
+                env,
+                PING_TOLERANCE_US,
+                defaults::PING_TOLERANCE.as_micros() as u64,
+            )?),
             pool_size,
-            conn_recycle_bytes: get_or(env, CONN_RECYCLE_BYTES, 256 << 10)?,
-            connect_timeout: millis(env, CONNECT_TIMEOUT_MS, 1000)?,
-            statement_timeout: millis(env, STATEMENT_TIMEOUT_MS, 10_000)?,
-            transaction_timeout: millis(env, TRANSACTION_TIMEOUT_MS, 20_000)?,
-            gtid_wait: millis(env, GTID_WAIT_MS, 1000)?,
+            conn_recycle_bytes: get_or(env, CONN_RECYCLE_BYTES, defaults::CONN_RECYCLE_BYTES)?,
+            connect_timeout: millis(env, CONNECT_TIMEOUT_MS, ms(defaults::CONNECT_TIMEOUT))?,
+            statement_timeout: millis(env, STATEMENT_TIMEOUT_MS, ms(defaults::STATEMENT_TIMEOUT))?,
+            transaction_timeout: millis(
+                env,
+                TRANSACTION_TIMEOUT_MS,
+                ms(defaults::TRANSACTION_TIMEOUT),
+            )?,
+            gtid_wait: millis(env, GTID_WAIT_MS, ms(defaults::GTID_WAIT))?,
             limits: Limits {
                 max_body_bytes: get_or(env, MAX_BODY_BYTES, 1 << 20)?,
                 max_sql_bytes: get_or(env, MAX_SQL_BYTES, 64 << 10)?,
                 max_params: get_or(env, MAX_PARAMS, 1000)?,
-                max_rows: get_or(env, MAX_ROWS, 10_000)?,
-                max_result_bytes: get_or(env, MAX_RESULT_BYTES, 16 << 20)?,
+                max_rows: get_or(env, MAX_ROWS, defaults::MAX_ROWS)?,
+                max_result_bytes: get_or(env, MAX_RESULT_BYTES, defaults::MAX_RESULT_BYTES)?,
                 max_tx_statements: get_or(env, MAX_TX_STATEMENTS, 100)?,
             },
             rtt_probe: match get_or(env, RTT_PROBE, "auto".to_string())?.as_str() {

@@ -1,7 +1,7 @@
 //! Maps every proxy failure to the API's error codes, tagged by source: client (4xx),
 //! upstream database (422/503/504), internal (500).
 
-use crate::execute::ExecError;
+use crate::db::ExecError;
 use sqlgate::{ApiError, ErrorCode};
 
 /// Why a request could not be answered with a result.
@@ -16,7 +16,7 @@ pub enum ProxyError {
     /// No connection could be had from the chosen node.
     #[error("node {node} unavailable: {detail}")]
     NodeUnavailable { node: String, detail: String },
-    /// A bug: the blocking task panicked or was cancelled.
+    /// A bug: a state the proxy should never reach.
     #[error("unexpected: {0}")]
     Unexpected(String),
 }
@@ -27,22 +27,6 @@ impl ProxyError {
     /// running; running it again elsewhere would run it twice.
     pub fn retryable_read(&self) -> bool {
         matches!(self, ProxyError::NodeUnavailable { .. })
-    }
-
-    /// The label used for the outcome in metrics.
-    pub fn outcome(&self) -> &'static str {
-        match self {
-            ProxyError::Client(_) => "client_error",
-            ProxyError::Exec(ExecError::Sql { .. }) => "sql_error",
-            ProxyError::Exec(
-                ExecError::Timeout(_) | ExecError::Deadline(_) | ExecError::TransactionDeadline,
-            ) => "timeout",
-            ProxyError::Exec(ExecError::TooLarge(_)) => "too_large",
-            ProxyError::Exec(ExecError::Connection(_)) | ProxyError::NodeUnavailable { .. } => {
-                "unavailable"
-            }
-            ProxyError::Unexpected(_) => "internal",
-        }
     }
 
     /// The error the client sees. Upstream failures carry a fixed message; what the driver
@@ -59,12 +43,21 @@ impl ProxyError {
                 state,
                 message,
             }) => ApiError::sql(code, state, message),
-            ProxyError::Exec(ExecError::Timeout(m) | ExecError::Deadline(m)) => {
+            ProxyError::Exec(ExecError::Timeout(m)) => {
                 hidden(ErrorCode::Timeout, "statement timed out", &m)
             }
+            ProxyError::Exec(ExecError::Deadline) => hidden(
+                ErrorCode::Timeout,
+                "statement timed out",
+                &"killed at the proxy's deadline",
+            ),
             ProxyError::Exec(ExecError::TransactionDeadline) => ApiError::new(
                 ErrorCode::Timeout,
                 "transaction timed out; nothing was committed",
+            ),
+            ProxyError::Exec(ExecError::CommitUnknown) => ApiError::new(
+                ErrorCode::Timeout,
+                "COMMIT got no answer in time; whether the transaction committed is unknown",
             ),
             ProxyError::Exec(ExecError::TooLarge(m)) => ApiError::new(ErrorCode::ResultTooLarge, m),
             ProxyError::Exec(ExecError::Connection(m)) => {

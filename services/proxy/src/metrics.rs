@@ -1,13 +1,14 @@
 //! The proxy's Prometheus metrics: requests by node, kind, mode and outcome; latency; pool
 //! usage; node eligibility, lag and RTT.
 
-use crate::node::Cluster;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use sqlgate::request_log::Finished;
+use sqlgate::ErrorCode;
 use std::sync::atomic::AtomicU64;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -121,39 +122,87 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Refreshes the node gauges from the cluster and renders the text exposition.
-    pub fn render(&self, cluster: &Cluster) -> String {
-        for node in cluster.all() {
+    /// Counts a finished `/query` or `/transaction` (other routes are not counted), from what the
+    /// request log recorded: one place for the log line and the metrics
+    /// (`sqlgate::request_log`).
+    pub fn observe(&self, done: &Finished<'_>) {
+        let endpoint = match done.route {
+            Some("/query") => "query",
+            Some("/transaction") => "transaction",
+            _ => return,
+        };
+        let f = done.fields;
+        let kind = f.kind.map_or("-", |k| k.as_str());
+        self.requests
+            .get_or_create(&RequestLabels {
+                endpoint,
+                node: f.node.clone().unwrap_or_else(|| "none".into()),
+                kind,
+                mode: f.mode.map_or("-", |m| m.as_str()),
+                outcome: outcome(f.code),
+            })
+            .inc();
+        self.duration
+            .get_or_create(&KindLabels { kind })
+            .observe(done.duration.as_secs_f64());
+    }
+}
+
+/// The outcome label, from the error code the request was answered with (none: success).
+fn outcome(code: Option<ErrorCode>) -> &'static str {
+    match code {
+        None => "ok",
+        Some(ErrorCode::SqlError | ErrorCode::TransactionBroken) => "sql_error",
+        Some(ErrorCode::Timeout) => "timeout",
+        Some(ErrorCode::ResultTooLarge) => "too_large",
+        Some(ErrorCode::Unavailable | ErrorCode::BadGateway) => "unavailable",
+        Some(ErrorCode::Internal) => "internal",
+        Some(_) => "client_error",
+    }
+}
+
+/// One node's figures at the moment of a scrape (filled in by `node::Cluster::stats`, so this
+/// module depends on no other of the proxy's).
+pub struct NodeStats {
+    pub node: String,
+    pub role: &'static str,
+    pub eligible: bool,
+    pub lag_seconds: Option<u64>,
+    pub rtt_us: Option<f64>,
+    pub in_flight: usize,
+    /// Per database account: (account, idle connections, connections in use).
+    pub pools: Vec<(&'static str, usize, usize)>,
+}
+
+impl Metrics {
+    /// Refreshes the node gauges from `nodes` and renders the text exposition.
+    pub fn render(&self, nodes: &[NodeStats]) -> String {
+        for n in nodes {
             let labels = NodeLabels {
-                node: node.name().to_string(),
-                role: node.role.as_str(),
+                node: n.node.clone(),
+                role: n.role,
             };
-            let h = node.health();
             self.eligible
                 .get_or_create(&labels)
-                .set(i64::from(h.eligible));
-            if let Some(lag) = h.lag_seconds {
+                .set(i64::from(n.eligible));
+            if let Some(lag) = n.lag_seconds {
                 self.lag.get_or_create(&labels).set(lag as i64);
             }
-            if let Some(rtt) = h.rtt_us {
+            if let Some(rtt) = n.rtt_us {
                 self.rtt.get_or_create(&labels).set(rtt / 1e6);
             }
             self.in_flight
                 .get_or_create(&labels)
-                .set(node.in_flight() as i64);
-            for (account, pool) in node.pools() {
-                let state = pool.state();
-                for (s, n) in [
-                    ("idle", state.idle_connections),
-                    ("in_use", state.connections - state.idle_connections),
-                ] {
+                .set(n.in_flight as i64);
+            for (account, idle, in_use) in &n.pools {
+                for (s, count) in [("idle", idle), ("in_use", in_use)] {
                     self.pool
                         .get_or_create(&PoolLabels {
-                            node: node.name().to_string(),
-                            account: account.as_str(),
+                            node: n.node.clone(),
+                            account,
                             state: s,
                         })
-                        .set(i64::from(n));
+                        .set(*count as i64);
                 }
             }
         }

@@ -4,8 +4,8 @@
 use crate::config::Config;
 use crate::node::{Cluster, Node, NodeRole};
 use crate::pool::{self, Flavor};
-use mysql::prelude::Queryable;
-use mysql::{Conn, OptsBuilder, Row};
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Opts, Row};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -35,8 +35,8 @@ impl ReplicaStatus {
             names.iter().find_map(|n| {
                 let i = cols.iter().position(|c| c.name_str() == *n)?;
                 match row.as_ref(i)? {
-                    mysql::Value::NULL => None,
-                    v => Some(mysql::from_value_opt::<String>(v.clone()).ok()?),
+                    mysql_async::Value::NULL => None,
+                    v => Some(mysql_async::from_value_opt::<String>(v.clone()).ok()?),
                 }
             })
         };
@@ -90,9 +90,10 @@ fn judge(role: NodeRole, obs: &Observation, max_lag: Duration) -> Result<(), Str
     }
 }
 
-fn observe(conn: &mut Conn, role: NodeRole) -> Result<Observation, mysql::Error> {
+async fn observe(conn: &mut Conn, role: NodeRole) -> Result<Observation, mysql_async::Error> {
     let (version, read_only): (String, i64) = conn
-        .query_first("SELECT @@version, @@read_only")?
+        .query_first("SELECT @@version, @@read_only")
+        .await?
         .unwrap_or_default();
     let flavor = Flavor::from_version(&version);
     let replica = if role == NodeRole::Worker {
@@ -100,7 +101,7 @@ fn observe(conn: &mut Conn, role: NodeRole) -> Result<Observation, mysql::Error>
             Flavor::MariaDb => "SHOW SLAVE STATUS",
             Flavor::MySql => "SHOW REPLICA STATUS",
         };
-        let rows: Vec<Row> = conn.query(sql)?;
+        let rows: Vec<Row> = conn.query(sql).await?;
         rows.first().map(ReplicaStatus::from_row)
     } else {
         None
@@ -112,33 +113,53 @@ fn observe(conn: &mut Conn, role: NodeRole) -> Result<Observation, mysql::Error>
     })
 }
 
-/// Polls one node forever, keeping one monitor connection open between checks.
-async fn watch(node: Arc<Node>, opts: OptsBuilder, interval: Duration, max_lag: Duration) {
+/// One check on `conn` (opened first when there is none), bounded by `limit`.
+async fn check(
+    conn: &mut Option<Conn>,
+    opts: &Opts,
+    role: NodeRole,
+    limit: Duration,
+) -> Result<Observation, String> {
+    let attempt = async {
+        if conn.is_none() {
+            *conn = Some(Conn::new(opts.clone()).await?);
+        }
+        let c = conn.as_mut().expect("opened above");
+        observe(c, role).await
+    };
+    match tokio::time::timeout(limit, attempt).await {
+        Ok(Ok(obs)) => Ok(obs),
+        Ok(Err(e)) => {
+            *conn = None;
+            Err(e.to_string())
+        }
+        Err(_) => {
+            // Mid-exchange: the connection's state is unknown, so it is not reused.
+            *conn = None;
+            Err(format!("no answer within {} ms", limit.as_millis()))
+        }
+    }
+}
+
+/// Polls one node forever, keeping one monitor connection open between checks; also closes
+/// the node's pooled connections idle for too long.
+async fn watch(
+    node: Arc<Node>,
+    opts: Opts,
+    interval: Duration,
+    limit: Duration,
+    max_lag: Duration,
+) {
     let mut conn: Option<Conn> = None;
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
         let role = node.role;
-        let opts2 = opts.clone();
-        let taken = conn.take();
-        let result = tokio::task::spawn_blocking(move || {
-            let mut c = match taken {
-                Some(c) => c,
-                None => Conn::new(opts2)?,
-            };
-            let obs = observe(&mut c, role)?;
-            Ok::<_, mysql::Error>((c, obs))
-        })
-        .await;
-        let outcome = match result {
-            Ok(Ok((c, obs))) => {
-                conn = Some(c);
-                Ok(obs)
-            }
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(e) => Err(format!("monitor task failed: {e}")),
-        };
+        let outcome = check(&mut conn, &opts, role, limit).await;
+        for (_, p) in node.pools() {
+            pool::retire_idle(p);
+        }
         let before = node.health();
         node.update_health(|h| {
             h.checked = true;
@@ -197,13 +218,14 @@ pub fn spawn(cluster: &Cluster, config: &Config) -> Vec<tokio::task::JoinHandle<
                 &config.monitor_user,
                 &config.monitor_password,
                 &config.db_tls,
-                config.connect_timeout,
-                config.monitor_interval.max(Duration::from_secs(2)),
             );
+            // A check may take as long as the interval, and never less than 2 s.
+            let limit = config.monitor_interval.max(Duration::from_secs(2));
             tokio::spawn(watch(
                 node.clone(),
                 opts,
                 config.monitor_interval,
+                limit,
                 config.max_lag,
             ))
         })

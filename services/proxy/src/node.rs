@@ -1,28 +1,13 @@
 //! The database nodes the proxy knows: address, pool, and the health the monitors last saw.
 
 use crate::config::{Config, NodeAddr};
-use crate::pool::{self, Flavor, Pool};
-use serde::Serialize;
+use crate::pool::{self, Flavor, Lease, Pool};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
-/// The part a node plays in the cluster.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum NodeRole {
-    Manager,
-    Worker,
-}
-
-impl NodeRole {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            NodeRole::Manager => "manager",
-            NodeRole::Worker => "worker",
-        }
-    }
-}
+/// The part a node plays in the cluster (the wire's type: responses name it).
+pub use sqlgate::wire::NodeRole;
 
 /// What the background monitors last observed about a node.
 #[derive(Debug, Clone, Default)]
@@ -64,6 +49,27 @@ impl Node {
     /// The pool of connections as `account` (`Role::Read` runs as the read account…).
     pub fn pool(&self, account: sqlgate::Role) -> &Pool {
         &self.pools[account as usize]
+    }
+
+    /// A connection as `account`, checked alive (see `pool::Manager::recycle`). The error is the
+    /// pool's (no free connection in time, the node refused or did not answer); nothing was
+    /// sent to the server.
+    pub async fn lease(
+        &self,
+        account: sqlgate::Role,
+        kill_limit: std::time::Duration,
+    ) -> Result<Lease, String> {
+        // The pool bounds each step of a checkout (waiting, opening, pinging) but not their
+        // sum, and pings idle connections one after another: on a node that hangs, that
+        // would be the connect timeout times the idle connections.
+        match tokio::time::timeout(kill_limit, self.pool(account).get()).await {
+            Ok(Ok(obj)) => Ok(Lease::new(obj, kill_limit)),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!(
+                "no connection within {} ms",
+                kill_limit.as_millis()
+            )),
+        }
     }
 
     /// Every pool with its account, for metrics.
@@ -136,14 +142,7 @@ impl Cluster {
                 .clone();
             let pool_for = |level: sqlgate::Role| {
                 let account = config.accounts.get(level);
-                let opts = pool::opts(
-                    addr,
-                    &account.user,
-                    &account.password,
-                    &config.db_tls,
-                    config.connect_timeout,
-                    config.statement_timeout,
-                );
+                let opts = pool::opts(addr, &account.user, &account.password, &config.db_tls);
                 let manager = pool::Manager::new(
                     opts,
                     config.statement_timeout,
@@ -151,7 +150,7 @@ impl Cluster {
                     config.conn_recycle_bytes,
                     opened.clone(),
                 );
-                pool::build(manager, config.pool_size, config.connect_timeout)
+                pool::build(manager, config.pool_size as usize, config.connect_timeout)
             };
             Arc::new(Node {
                 addr: addr.clone(),
@@ -181,5 +180,60 @@ impl Cluster {
 
     pub fn by_name(&self, name: &str) -> Option<&Arc<Node>> {
         self.all().find(|n| n.name() == name)
+    }
+
+    /// Every node's figures for a metrics scrape.
+    pub fn stats(&self) -> Vec<crate::metrics::NodeStats> {
+        self.all()
+            .map(|n| {
+                let h = n.health();
+                crate::metrics::NodeStats {
+                    node: n.name().to_string(),
+                    role: n.role.as_str(),
+                    eligible: h.eligible,
+                    lag_seconds: h.lag_seconds,
+                    rtt_us: h.rtt_us,
+                    in_flight: n.in_flight(),
+                    pools: n
+                        .pools()
+                        .map(|(account, pool)| {
+                            let s = pool.status();
+                            (account.as_str(), s.available, s.size - s.available)
+                        })
+                        .collect(),
+                }
+            })
+            .collect()
+    }
+
+    /// The node `route::plan` named: 0 is the manager, then the workers in order.
+    pub fn get(&self, index: usize) -> &Arc<Node> {
+        match index {
+            0 => &self.manager,
+            i => &self.workers[i - 1],
+        }
+    }
+
+    /// What routing needs to know of every node now, as plain data (`route::plan` is a pure
+    /// function of it).
+    pub fn view(&self) -> crate::route::ClusterView {
+        crate::route::ClusterView {
+            nodes: self
+                .all()
+                .map(|n| {
+                    n.with_health(|h| crate::route::NodeView {
+                        name: n.name().to_string(),
+                        role: n.role,
+                        checked: h.checked,
+                        reachable: h.reachable,
+                        eligible: h.eligible,
+                        applier_running: h.sql_running == Some(true),
+                        reason: h.reason.clone(),
+                        rtt_us: h.rtt_us,
+                        in_flight: n.in_flight(),
+                    })
+                })
+                .collect(),
+        }
     }
 }

@@ -1,10 +1,15 @@
-//! One `r2d2` pool of MySQL connections per (node, account), set up for the flavour it finds,
+//! One pool of `mysql_async` connections per (node, account), set up for the flavour it finds,
 //! and the two guarantees every connection keeps: it goes back to the pool clean (reset after
 //! every use, session settings re-applied), and a statement the proxy gives up on is killed.
+//!
+//! The pool is `deadpool`'s, not `mysql_async`'s own: the proxy needs hooks that one does not
+//! offer (a connection's flavour and session settings found when it opens, a count of opened
+//! connections, retiring a connection after a byte budget; docs/decisions.md, entry 22).
 
 use crate::config::NodeAddr;
-use mysql::prelude::Queryable;
-use mysql::{Conn, OptsBuilder};
+use deadpool::managed::{self, Metrics, RecycleError, RecycleResult};
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Opts, OptsBuilder};
 use sqlgate::config::Secret;
 use std::time::{Duration, Instant};
 
@@ -28,7 +33,8 @@ impl Flavor {
     /// The session settings every statement runs under, as one statement (re-applied after
     /// each reset): autocommit on, whatever the server's default; the server's `sql_mode`
     /// without `NO_BACKSLASH_ESCAPES`, which the lexer check assumes; the server-side time
-    /// limit (a backstop behind the proxy's own deadline); and the row limit.
+    /// limit (a backstop behind the proxy's own deadline); the row limit; and the session
+    /// tracking that puts a write's own GTID in the OK packet acknowledging it.
     pub fn session_sql(
         self,
         global_sql_mode: &str,
@@ -39,13 +45,19 @@ impl Flavor {
             .split(',')
             .filter(|m| !m.is_empty() && !m.eq_ignore_ascii_case("NO_BACKSLASH_ESCAPES"))
             .collect();
-        let limit = match self {
-            Flavor::MariaDb => format!("max_statement_time = {:.3}", timeout.as_secs_f64()),
+        let (limit, track) = match self {
+            Flavor::MariaDb => (
+                format!("max_statement_time = {:.3}", timeout.as_secs_f64()),
+                "session_track_system_variables = 'last_gtid'",
+            ),
             // MySQL bounds only SELECTs this way; the proxy's deadline covers the rest.
-            Flavor::MySql => format!("max_execution_time = {}", timeout.as_millis()),
+            Flavor::MySql => (
+                format!("max_execution_time = {}", timeout.as_millis()),
+                "session_track_gtids = OWN_GTID",
+            ),
         };
         format!(
-            "SET SESSION autocommit = 1, sql_mode = '{}', {limit}, sql_select_limit = {select_limit}",
+            "SET SESSION autocommit = 1, sql_mode = '{}', {limit}, sql_select_limit = {select_limit}, {track}",
             mode.join(",")
         )
     }
@@ -58,42 +70,37 @@ impl Flavor {
     }
 }
 
-/// How the proxy's connections to MySQL are secured (`PROXY_DB_CA`, `PROXY_DB_PLAIN`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DbTls {
-    /// TLS, the server's certificate verified against this CA file and the node's address.
-    Verify(std::path::PathBuf),
-    /// No TLS: only when explicitly configured.
-    Plain,
-}
+/// How the proxy's connections to MySQL are secured (defined with the configuration).
+pub use crate::config::DbTls;
 
-/// Connection options for a node. `io_timeout` is the proxy's deadline for one statement: a
-/// read that waits longer fails, and the statement is then killed (`PooledConn::kill`).
-pub fn opts(
-    node: &NodeAddr,
-    user: &str,
-    password: &Secret,
-    tls: &DbTls,
-    connect_timeout: Duration,
-    io_timeout: Duration,
-) -> OptsBuilder {
+/// Connection options for a node, as `user`. `mysql_async` has no connect timeout of its own:
+/// the pool's create timeout bounds connecting (`build`), and the monitor its own checks.
+pub fn opts(node: &NodeAddr, user: &str, password: &Secret, tls: &DbTls) -> Opts {
     let ssl = match tls {
-        // Only this CA, and the certificate must name the host as configured (IP or DNS).
-        DbTls::Verify(ca) => Some(mysql::SslOpts::default().with_root_cert_path(Some(ca.clone()))),
+        // Only this CA (not the public web roots the driver would add), and the certificate
+        // must name the host as configured (IP or DNS).
+        DbTls::Verify(ca) => Some(
+            mysql_async::SslOpts::default()
+                .with_root_certs(vec![ca.clone().into()])
+                .with_disable_built_in_roots(true),
+        ),
         DbTls::Plain => None,
     };
-    OptsBuilder::new()
+    OptsBuilder::default()
         .ssl_opts(ssl)
-        .ip_or_hostname(Some(node.host.clone()))
+        .ip_or_hostname(node.host.clone())
         .tcp_port(node.port)
         .user(Some(user))
         .pass(Some(password.expose()))
         .prefer_socket(false)
-        .tcp_connect_timeout(Some(connect_timeout))
-        .read_timeout(Some(io_timeout))
-        .write_timeout(Some(io_timeout))
-        .stmt_cache_size(Some(64))
+        .tcp_nodelay(true)
+        .stmt_cache_size(STATEMENT_CACHE)
+        .into()
 }
+
+/// Prepared statements kept per connection. The cache is emptied by every reset, so it only
+/// serves statements run more than once in one request (a `/transaction`'s repeats).
+const STATEMENT_CACHE: usize = 32;
 
 /// A pooled connection and what the pool needs to know about it.
 pub struct PooledConn {
@@ -101,14 +108,15 @@ pub struct PooledConn {
     pub flavor: Flavor,
     /// Re-applied after every reset (`Flavor::session_sql`).
     session_sql: String,
-    /// To open a second connection as the same account, which may kill this one's statement
-    /// without any privilege.
-    opts: OptsBuilder,
     last_used: Instant,
     /// Bytes received on this connection, roughly (see `Manager::recycle_bytes`).
     received: usize,
-    /// Set when the connection may be in an unknown state (I/O error, abandoned result).
+    /// Set when the connection may be in an unknown state (I/O error, abandoned result, killed).
     pub broken: bool,
+    /// Set when a request has used the connection; only a successful `clean` clears it, and the
+    /// pool never hands out a dirty connection (`Manager::recycle`), whatever happened to the
+    /// task that was to clean it.
+    dirty: bool,
 }
 
 impl PooledConn {
@@ -123,32 +131,45 @@ impl PooledConn {
     /// transaction is rolled back, locks (`GET_LOCK`, table locks) released, user and session
     /// variables, temporary tables and prepared statements dropped (COM_RESET_CONNECTION);
     /// then the session settings are applied again. A connection that cannot be reset is
-    /// discarded.
-    pub fn clean(&mut self) {
+    /// marked broken, and the pool discards it.
+    /// The reset gets at most `limit`: a node that stops answering costs this connection, not a
+    /// connection stuck in cleaning forever.
+    pub async fn clean(&mut self, limit: Duration) {
         if self.broken {
             return;
         }
-        let outcome = self
-            .conn
-            .reset()
-            .and_then(|()| self.conn.query_drop(&self.session_sql));
-        if let Err(e) = outcome {
-            log::warn!("Resetting a database connection failed, discarding it error={e}");
-            self.broken = true;
+        let reset = async {
+            match self.conn.reset().await {
+                Ok(true) => self.conn.query_drop(&self.session_sql).await.map(|()| true),
+                Ok(false) => Ok(false),
+                Err(e) => Err(e),
+            }
+        };
+        match tokio::time::timeout(limit, reset).await {
+            Ok(Ok(true)) => self.dirty = false,
+            Ok(Ok(false)) => {
+                log::error!("The server does not support COM_RESET_CONNECTION; discarding");
+                self.broken = true;
+            }
+            Ok(Err(e)) => {
+                log::warn!("Resetting a database connection failed, discarding it error={e}");
+                self.broken = true;
+            }
+            Err(_) => {
+                log::warn!(
+                    "Resetting a database connection got no answer within {} ms, discarding it",
+                    limit.as_millis()
+                );
+                self.broken = true;
+            }
         }
     }
 
-    /// Kills this connection on the server (see `Killer`); it is then discarded.
-    pub fn kill(&mut self) {
-        self.broken = true;
-        self.killer().kill();
-    }
-
-    /// What another thread needs to kill this connection while it is busy.
+    /// What is needed to kill this connection's statement from another connection.
     pub fn killer(&self) -> Killer {
         Killer {
-            opts: self.opts.clone(),
-            id: self.conn.connection_id(),
+            opts: self.conn.opts().clone(),
+            id: self.conn.id(),
         }
     }
 }
@@ -156,34 +177,42 @@ impl PooledConn {
 /// Kills one server connection from a second connection as the same account (a user may kill
 /// its own threads without any privilege), so a statement the proxy gave up on stops running
 /// and an open transaction on it is rolled back.
+#[derive(Clone)]
 pub struct Killer {
-    opts: OptsBuilder,
+    opts: Opts,
     id: u32,
 }
 
 impl Killer {
-    pub fn kill(&self) {
+    /// Kills the connection, waiting at most `limit` (the node may be the reason it hangs).
+    pub async fn kill(&self, limit: Duration) {
         let id = self.id;
-        let killed = Conn::new(self.opts.clone())
-            .and_then(|mut c| c.query_drop(format!("KILL CONNECTION {id}")));
-        match killed {
-            Ok(()) => log::warn!("Killed a statement the proxy gave up on connection_id={id}"),
-            Err(e) => {
+        let kill = async {
+            let mut c = Conn::new(self.opts.clone()).await?;
+            c.query_drop(format!("KILL CONNECTION {id}")).await?;
+            c.disconnect().await
+        };
+        match tokio::time::timeout(limit, kill).await {
+            Ok(Ok(())) => log::warn!("Killed a statement the proxy gave up on connection_id={id}"),
+            Ok(Err(e)) => {
                 log::error!("Killing a timed-out statement failed connection_id={id} error={e}")
             }
+            Err(_) => log::error!(
+                "Killing a timed-out statement got no answer connection_id={id} limit_ms={}",
+                limit.as_millis()
+            ),
         }
     }
 }
 
-/// Makes connections for one node's pool.
+/// Makes connections for one (node, account) pool.
 pub struct Manager {
-    opts: OptsBuilder,
+    opts: Opts,
     statement_timeout: Duration,
     /// Rows a SELECT may return before the proxy answers 413 (plus one to detect the excess).
     select_limit: usize,
-    /// A connection that has received this much is closed when it returns to the pool. The
-    /// `mysql` crate reads into a 4 MiB buffer that it only rewinds once reads reach its end,
-    /// so every long-lived connection ends up with all 4 MiB resident; recycling bounds that.
+    /// A connection that has received this much is closed when it would be reused, so no
+    /// connection keeps the buffers of one large result forever.
     recycle_bytes: usize,
     /// Counts every connection opened.
     opened: prometheus_client::metrics::counter::Counter,
@@ -191,7 +220,7 @@ pub struct Manager {
 
 impl Manager {
     pub fn new(
-        opts: OptsBuilder,
+        opts: Opts,
         statement_timeout: Duration,
         max_rows: usize,
         recycle_bytes: usize,
@@ -209,7 +238,7 @@ impl Manager {
 
 /// How much later than the proxy's deadline the server's own statement time limit fires: the
 /// proxy gives up first and kills the statement (answering 504); the server's limit only
-/// catches what the proxy's socket deadline cannot see (rows trickling in slowly).
+/// catches what the proxy cannot see.
 pub const SERVER_TIMEOUT_GRACE: Duration = Duration::from_secs(2);
 
 /// How long an idle connection is trusted without a ping. A connection to a node that went away
@@ -219,15 +248,20 @@ pub const SERVER_TIMEOUT_GRACE: Duration = Duration::from_secs(2);
 /// costs one round trip.
 const TRUST_IDLE: Duration = Duration::from_millis(250);
 
-impl r2d2::ManageConnection for Manager {
-    type Connection = PooledConn;
-    type Error = mysql::Error;
+/// An idle connection older than this is closed (by `retire_idle`, from the node's monitor), so
+/// a burst's connections do not stay open on the server forever.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
-    fn connect(&self) -> Result<PooledConn, mysql::Error> {
-        let mut conn = Conn::new(self.opts.clone())?;
+impl managed::Manager for Manager {
+    type Type = PooledConn;
+    type Error = mysql_async::Error;
+
+    async fn create(&self) -> Result<PooledConn, mysql_async::Error> {
+        let mut conn = Conn::new(self.opts.clone()).await?;
         self.opened.inc();
         let (version, sql_mode): (String, String) = conn
-            .query_first("SELECT @@version, @@global.sql_mode")?
+            .query_first("SELECT @@version, @@global.sql_mode")
+            .await?
             .unwrap_or_default();
         let flavor = Flavor::from_version(&version);
         // The server stops sending rows past the limit, so an oversized result costs little.
@@ -236,42 +270,138 @@ impl r2d2::ManageConnection for Manager {
             self.statement_timeout + SERVER_TIMEOUT_GRACE,
             self.select_limit,
         );
-        conn.query_drop(&session_sql)?;
+        conn.query_drop(&session_sql).await?;
         Ok(PooledConn {
             conn,
             flavor,
             session_sql,
-            opts: self.opts.clone(),
             last_used: Instant::now(),
             received: 0,
             broken: false,
+            dirty: false,
         })
     }
 
-    fn is_valid(&self, c: &mut PooledConn) -> Result<(), mysql::Error> {
+    async fn recycle(&self, c: &mut PooledConn, _: &Metrics) -> RecycleResult<mysql_async::Error> {
+        if c.broken || c.dirty {
+            return Err(RecycleError::message(
+                "broken, or not reset after its last use",
+            ));
+        }
+        if c.received >= self.recycle_bytes {
+            return Err(RecycleError::message("byte budget spent"));
+        }
         if c.last_used.elapsed() > TRUST_IDLE {
-            c.conn.ping()?;
+            c.conn.ping().await?;
             c.touch(0);
         }
         Ok(())
     }
+}
 
-    fn has_broken(&self, c: &mut PooledConn) -> bool {
-        c.broken || c.received >= self.recycle_bytes
+pub type Pool = managed::Pool<Manager>;
+pub type Object = managed::Object<Manager>;
+
+/// Builds a pool that connects lazily, so the proxy starts even while a node is down. Waiting
+/// for a free connection, opening one and pinging one are each bounded by `checkout_timeout`.
+pub fn build(manager: Manager, size: usize, checkout_timeout: Duration) -> Pool {
+    managed::Pool::builder(manager)
+        .max_size(size)
+        .wait_timeout(Some(checkout_timeout))
+        .create_timeout(Some(checkout_timeout))
+        .recycle_timeout(Some(checkout_timeout))
+        .runtime(deadpool::Runtime::Tokio1)
+        .build()
+        .expect("a pool with a runtime and a non-zero size builds")
+}
+
+/// Closes the pool's connections idle for longer than `IDLE_TIMEOUT`.
+pub fn retire_idle(pool: &Pool) {
+    pool.retain(|_, m| m.last_used() < IDLE_TIMEOUT);
+}
+
+/// A connection on loan for one request. However the request ends, the connection is
+/// cleaned before anyone else gets it: `Drop` hands it to a background task that resets it
+/// (after the answer is sent, off the request path), or — if a statement was still running
+/// (the request was cancelled mid-statement, the client went away) — kills that statement and
+/// discards the connection.
+pub struct Lease {
+    obj: Option<Object>,
+    /// A statement has been sent and its answer not fully read.
+    busy: bool,
+    kill_limit: Duration,
+}
+
+impl Lease {
+    pub fn new(mut obj: Object, kill_limit: Duration) -> Lease {
+        obj.dirty = true;
+        Lease {
+            obj: Some(obj),
+            busy: false,
+            kill_limit,
+        }
+    }
+
+    pub fn conn(&mut self) -> &mut PooledConn {
+        self.obj
+            .as_mut()
+            .expect("a lease holds its connection until dropped")
+    }
+
+    /// Marks a statement as in progress (`true`) or finished (`false`).
+    pub fn set_busy(&mut self, busy: bool) {
+        self.busy = busy;
+    }
+
+    pub fn kill_limit(&self) -> Duration {
+        self.kill_limit
     }
 }
 
-pub type Pool = r2d2::Pool<Manager>;
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let Some(obj) = self.obj.take() else {
+            return;
+        };
+        let busy = self.busy;
+        let limit = self.kill_limit;
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            // No runtime (shutting down): never return it to the pool.
+            let _ = Object::take(obj);
+            return;
+        };
+        // Held by the task from the start: if the task is dropped before it finishes (even
+        // before it first runs, as when the runtime shuts down), the connection leaves the pool.
+        let guard = Unfinished(Some(obj));
+        rt.spawn(async move {
+            let mut guard = guard;
+            let obj = guard.0.as_mut().expect("just set");
+            if busy {
+                obj.broken = true;
+                let killer = obj.killer();
+                killer.kill(limit).await;
+            } else {
+                obj.clean(limit).await;
+            }
+            let obj = guard.0.take().expect("still held");
+            if obj.broken {
+                // Out of the pool; dropping the connection closes it.
+                drop(Object::take(obj));
+            }
+            // Otherwise dropping the object returns it to the pool, clean.
+        });
+    }
+}
 
-/// Builds a pool that connects lazily, so the proxy starts even while a node is down.
-pub fn build(manager: Manager, size: u32, checkout_timeout: Duration) -> Pool {
-    r2d2::Pool::builder()
-        .max_size(size)
-        .min_idle(Some(0))
-        .connection_timeout(checkout_timeout)
-        .idle_timeout(Some(Duration::from_secs(300)))
-        .error_handler(Box::new(r2d2::NopErrorHandler))
-        .build_unchecked(manager)
+/// A connection on its way back to the pool; dropped unfinished, it is taken out instead.
+struct Unfinished(Option<Object>);
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        if let Some(obj) = self.0.take() {
+            drop(Object::take(obj));
+        }
+    }
 }
 
 #[cfg(test)]
@@ -285,21 +415,23 @@ mod tests {
                 Flavor::MariaDb,
                 "STRICT_TRANS_TABLES,NO_BACKSLASH_ESCAPES,NO_ENGINE_SUBSTITUTION",
                 "SET SESSION autocommit = 1, sql_mode = 'STRICT_TRANS_TABLES,NO_ENGINE_SUBSTITUTION', \
-                 max_statement_time = 12.000, sql_select_limit = 10001",
-                "MariaDB: seconds, and the escapes mode the lexer cannot follow removed",
+                 max_statement_time = 12.000, sql_select_limit = 10001, \
+                 session_track_system_variables = 'last_gtid'",
+                "MariaDB: seconds, the escapes mode the lexer cannot follow removed, last_gtid tracked",
             ),
             (
                 Flavor::MySql,
                 "ONLY_FULL_GROUP_BY,STRICT_TRANS_TABLES,no_backslash_escapes",
                 "SET SESSION autocommit = 1, sql_mode = 'ONLY_FULL_GROUP_BY,STRICT_TRANS_TABLES', \
-                 max_execution_time = 12000, sql_select_limit = 10001",
-                "MySQL 8.0: milliseconds (max_execution_time), any case of the mode",
+                 max_execution_time = 12000, sql_select_limit = 10001, \
+                 session_track_gtids = OWN_GTID",
+                "MySQL 8.0: milliseconds (max_execution_time), any case of the mode, own GTID tracked",
             ),
             (
                 Flavor::MySql,
                 "",
                 "SET SESSION autocommit = 1, sql_mode = '', max_execution_time = 12000, \
-                 sql_select_limit = 10001",
+                 sql_select_limit = 10001, session_track_gtids = OWN_GTID",
                 "an empty sql_mode stays empty",
             ),
         ];

@@ -33,6 +33,24 @@ pub struct ConfigError(pub String);
 /// Exit code for bad configuration (`EX_USAGE`).
 pub const EXIT_CONFIG: i32 = 64;
 
+// Defaults both services share. The limits are part of the wire contract: the proxy must accept
+// whatever the gatekeeper lets through, so the two start from the same values.
+
+/// Request body limit (413): room for `DEFAULT_MAX_TX_STATEMENTS` statements with their params,
+/// while a flood of bodies cannot hold much memory per connection.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
+/// SQL text limit (400): far above any hand-written statement, and it bounds the classifier's
+/// work (lexer, tokenizer and parser are linear in it).
+pub const DEFAULT_MAX_SQL_BYTES: usize = 64 << 10;
+/// Params per statement (400): a bulk `INSERT … VALUES (?, ?), …` of a few hundred rows fits.
+pub const DEFAULT_MAX_PARAMS: usize = 1000;
+/// Statements per `/transaction` (400): a transaction holds a connection to the manager for its
+/// whole length, so it stays short.
+pub const DEFAULT_MAX_TX_STATEMENTS: usize = 100;
+/// SQL texts whose classification each service remembers (`Classifier`): applications repeat a
+/// few hundred parameterised statements, and an entry is at most a few KiB.
+pub const CLASSIFIER_CACHE_ENTRIES: usize = 1024;
+
 /// A secret value: `Debug` and `Display` never show it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);

@@ -51,53 +51,129 @@ pub enum ErrorCode {
     Internal,
 }
 
+/// Where a failure comes from, as pingora's `ErrorSource`: the client's request, the service
+/// behind this one (the database for the proxy; the proxy, and through it the database, for the
+/// gatekeeper), or this service itself. Logged with every failed request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorSource {
+    /// The request was wrong or not allowed; the client can fix it.
+    Client,
+    /// The upstream failed, refused the statement or did not answer in time.
+    Upstream,
+    /// A bug or an unexpected condition here.
+    Internal,
+}
+
+impl ErrorSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Client => "client",
+            Self::Upstream => "upstream",
+            Self::Internal => "internal",
+        }
+    }
+}
+
+impl fmt::Display for ErrorSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What the contract says about one code: its name on the wire, its status, its source.
+struct Contract {
+    name: &'static str,
+    status: StatusCode,
+    source: ErrorSource,
+}
+
 impl ErrorCode {
+    /// Every code, for tests and for parsing.
+    pub const ALL: [ErrorCode; 19] = [
+        Self::BadRequest,
+        Self::InvalidSql,
+        Self::AmbiguousSql,
+        Self::StatementDenied,
+        Self::InvalidParams,
+        Self::Unauthorized,
+        Self::Forbidden,
+        Self::NotFound,
+        Self::MethodNotAllowed,
+        Self::PayloadTooLarge,
+        Self::ResultTooLarge,
+        Self::UnsupportedMediaType,
+        Self::SqlError,
+        Self::TransactionBroken,
+        Self::RateLimited,
+        Self::BadGateway,
+        Self::Unavailable,
+        Self::Timeout,
+        Self::Internal,
+    ];
+
+    /// The one place that maps a code to its wire name, HTTP status and source. Nothing else
+    /// decides a status or a source, and nothing reads them from a message.
+    fn contract(self) -> Contract {
+        use ErrorSource::{Client, Internal, Upstream};
+        let (name, status, source) = match self {
+            Self::BadRequest => ("bad_request", StatusCode::BAD_REQUEST, Client),
+            Self::InvalidSql => ("invalid_sql", StatusCode::BAD_REQUEST, Client),
+            Self::AmbiguousSql => ("ambiguous_sql", StatusCode::BAD_REQUEST, Client),
+            Self::StatementDenied => ("statement_denied", StatusCode::BAD_REQUEST, Client),
+            Self::InvalidParams => ("invalid_params", StatusCode::BAD_REQUEST, Client),
+            Self::Unauthorized => ("unauthorized", StatusCode::UNAUTHORIZED, Client),
+            Self::Forbidden => ("forbidden", StatusCode::FORBIDDEN, Client),
+            Self::NotFound => ("not_found", StatusCode::NOT_FOUND, Client),
+            Self::MethodNotAllowed => {
+                ("method_not_allowed", StatusCode::METHOD_NOT_ALLOWED, Client)
+            }
+            Self::PayloadTooLarge => ("payload_too_large", StatusCode::PAYLOAD_TOO_LARGE, Client),
+            // The client asked for more than the limits allow; a LIMIT fixes it.
+            Self::ResultTooLarge => ("result_too_large", StatusCode::PAYLOAD_TOO_LARGE, Client),
+            Self::UnsupportedMediaType => (
+                "unsupported_media_type",
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                Client,
+            ),
+            // The database's own answer to the statement.
+            Self::SqlError => ("sql_error", StatusCode::UNPROCESSABLE_ENTITY, Upstream),
+            Self::TransactionBroken => (
+                "transaction_broken",
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Upstream,
+            ),
+            Self::RateLimited => ("rate_limited", StatusCode::TOO_MANY_REQUESTS, Client),
+            Self::BadGateway => ("bad_gateway", StatusCode::BAD_GATEWAY, Upstream),
+            Self::Unavailable => ("unavailable", StatusCode::SERVICE_UNAVAILABLE, Upstream),
+            Self::Timeout => ("timeout", StatusCode::GATEWAY_TIMEOUT, Upstream),
+            Self::Internal => ("internal", StatusCode::INTERNAL_SERVER_ERROR, Internal),
+        };
+        Contract {
+            name,
+            status,
+            source,
+        }
+    }
+
     /// The HTTP status this code is sent with.
     pub fn status(self) -> StatusCode {
-        match self {
-            Self::BadRequest
-            | Self::InvalidSql
-            | Self::AmbiguousSql
-            | Self::StatementDenied
-            | Self::InvalidParams => StatusCode::BAD_REQUEST,
-            Self::Unauthorized => StatusCode::UNAUTHORIZED,
-            Self::Forbidden => StatusCode::FORBIDDEN,
-            Self::NotFound => StatusCode::NOT_FOUND,
-            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::PayloadTooLarge | Self::ResultTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::SqlError | Self::TransactionBroken => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-            Self::BadGateway => StatusCode::BAD_GATEWAY,
-            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Timeout => StatusCode::GATEWAY_TIMEOUT,
-            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-        }
+        self.contract().status
+    }
+
+    /// Where a failure with this code comes from.
+    pub fn source(self) -> ErrorSource {
+        self.contract().source
     }
 
     /// The code as it appears on the wire.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::BadRequest => "bad_request",
-            Self::InvalidSql => "invalid_sql",
-            Self::AmbiguousSql => "ambiguous_sql",
-            Self::StatementDenied => "statement_denied",
-            Self::InvalidParams => "invalid_params",
-            Self::Unauthorized => "unauthorized",
-            Self::Forbidden => "forbidden",
-            Self::NotFound => "not_found",
-            Self::MethodNotAllowed => "method_not_allowed",
-            Self::PayloadTooLarge => "payload_too_large",
-            Self::ResultTooLarge => "result_too_large",
-            Self::UnsupportedMediaType => "unsupported_media_type",
-            Self::SqlError => "sql_error",
-            Self::TransactionBroken => "transaction_broken",
-            Self::RateLimited => "rate_limited",
-            Self::BadGateway => "bad_gateway",
-            Self::Unavailable => "unavailable",
-            Self::Timeout => "timeout",
-            Self::Internal => "internal",
-        }
+        self.contract().name
+    }
+
+    /// The code named `name` on the wire.
+    pub fn parse(name: &str) -> Option<ErrorCode> {
+        Self::ALL.into_iter().find(|c| c.as_str() == name)
     }
 }
 
@@ -153,6 +229,11 @@ impl ApiError {
         self.detail.code
     }
 
+    /// Where this failure comes from (from its code: see `ErrorCode::source`).
+    pub fn source(&self) -> ErrorSource {
+        self.detail.code.source()
+    }
+
     pub fn with_request_id(mut self, id: impl Into<String>) -> Self {
         self.request_id = Some(id.into());
         self
@@ -174,6 +255,12 @@ impl ApiError {
         e.detail.mysql_code = Some(mysql_code);
         e.detail.sqlstate = Some(sqlstate.into());
         e
+    }
+
+    /// The response for this error. It keeps the error, so the request log can name its code
+    /// and source (`crate::request_log`); prefer it to `error_response()` in handlers.
+    pub fn into_response(self) -> HttpResponse {
+        HttpResponse::from_error(self)
     }
 
     pub fn body(&self) -> ErrorBody {
@@ -231,8 +318,8 @@ pub async fn not_found(req: actix_web::HttpRequest) -> HttpResponse {
         "(this path)"
     };
     ApiError::new(ErrorCode::NotFound, format!("no endpoint {shown}"))
-        .with_request_id(crate::wire::new_request_id())
-        .error_response()
+        .with_request_id(crate::wire::RequestId::new())
+        .into_response()
 }
 
 /// Answers a known route called with the wrong method.
@@ -241,8 +328,8 @@ pub async fn method_not_allowed(req: actix_web::HttpRequest) -> HttpResponse {
         ErrorCode::MethodNotAllowed,
         format!("{} is not allowed on {}", req.method(), req.path()),
     )
-    .with_request_id(crate::wire::new_request_id())
-    .error_response()
+    .with_request_id(crate::wire::RequestId::new())
+    .into_response()
 }
 
 /// Registers `path` for one method, answering other methods with a JSON 405.
@@ -252,4 +339,84 @@ pub fn route(cfg: &mut actix_web::web::ServiceConfig, path: &str, route: actix_w
             .route(route)
             .default_service(actix_web::web::to(method_not_allowed)),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Fails to compile when a code is added without a place in `ErrorCode::ALL`.
+    fn position(c: ErrorCode) -> usize {
+        use ErrorCode::*;
+        match c {
+            BadRequest => 0,
+            InvalidSql => 1,
+            AmbiguousSql => 2,
+            StatementDenied => 3,
+            InvalidParams => 4,
+            Unauthorized => 5,
+            Forbidden => 6,
+            NotFound => 7,
+            MethodNotAllowed => 8,
+            PayloadTooLarge => 9,
+            ResultTooLarge => 10,
+            UnsupportedMediaType => 11,
+            SqlError => 12,
+            TransactionBroken => 13,
+            RateLimited => 14,
+            BadGateway => 15,
+            Unavailable => 16,
+            Timeout => 17,
+            Internal => 18,
+        }
+    }
+
+    #[test]
+    fn one_contract_per_code() {
+        for (i, c) in ErrorCode::ALL.into_iter().enumerate() {
+            assert_eq!(position(c), i, "{c:?}");
+            let wire = serde_json::to_value(c).unwrap();
+            assert_eq!(wire, serde_json::Value::from(c.as_str()), "serde name");
+            assert_eq!(ErrorCode::parse(c.as_str()), Some(c));
+            // 4xx but 422 are the client's; 422 and 5xx but 500 are upstream's; 500 ours.
+            let status = c.status().as_u16();
+            let want = match status {
+                422 | 502..=504 => ErrorSource::Upstream,
+                500 => ErrorSource::Internal,
+                _ => ErrorSource::Client,
+            };
+            assert_eq!(c.source(), want, "{c:?} ({status})");
+            let e = ApiError::new(c, "m");
+            assert_eq!((e.status_code(), e.source()), (c.status(), c.source()));
+        }
+        assert_eq!(ErrorCode::parse("nope"), None);
+        let table = [
+            (ErrorCode::Unauthorized, 401, "client"),
+            (ErrorCode::RateLimited, 429, "client"),
+            (ErrorCode::ResultTooLarge, 413, "client"),
+            (ErrorCode::SqlError, 422, "upstream"),
+            (ErrorCode::Unavailable, 503, "upstream"),
+            (ErrorCode::Timeout, 504, "upstream"),
+            (ErrorCode::BadGateway, 502, "upstream"),
+            (ErrorCode::Internal, 500, "internal"),
+        ];
+        for (c, status, source) in table {
+            assert_eq!((c.status().as_u16(), c.source().as_str()), (status, source));
+        }
+    }
+
+    #[test]
+    fn an_error_response_keeps_its_error_for_the_log() {
+        let resp = ApiError::new(ErrorCode::Forbidden, "no")
+            .with_request_id("r")
+            .with_retry_after(3)
+            .into_response();
+        assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+        assert_eq!(resp.headers().get("Retry-After").unwrap(), "3");
+        let kept = resp.error().and_then(|e| e.as_error::<ApiError>()).unwrap();
+        assert_eq!(
+            (kept.code(), kept.request_id.as_deref()),
+            (ErrorCode::Forbidden, Some("r"))
+        );
+    }
 }

@@ -5,10 +5,11 @@ pub mod body;
 pub mod config;
 pub mod error;
 pub mod lexer;
+pub mod request_log;
 pub mod statement;
 pub mod tls;
 pub mod wire;
 
-pub use error::{ApiError, ErrorCode};
+pub use error::{ApiError, ErrorCode, ErrorSource};
 pub use statement::{Category, Classifier, Role, Route, SqlError, Statement};
-pub use wire::{Mode, QueryRequest, TransactionRequest};
+pub use wire::{Gtid, Mode, NodeRole, Prepared, QueryRequest, RequestId, TransactionRequest};

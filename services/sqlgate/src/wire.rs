@@ -1,8 +1,13 @@
 //! The JSON request and response bodies of `POST /query` and `POST /transaction`.
+//!
+//! Also the rest of the contract between the gatekeeper and the proxy: the headers, the
+//! validated values (`RequestId`, `Gtid`, `Prepared`) and the limit checks both apply.
 
 use crate::error::{ApiError, ErrorCode};
+use crate::statement::{Classifier, Role, Route, Statement};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::fmt;
 
 /// How the proxy chooses the node for a read (writes always go to the manager).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -81,10 +86,18 @@ pub struct TransactionRequest {
     pub request_id: Option<String>,
 }
 
+/// Header carrying the internal token the gatekeeper proves itself with (`PROXY_TOKEN`).
+pub const TOKEN_HEADER: &str = "X-Sqlgate-Token";
 /// Header carrying the role (`read`, `write`, `admin`) of the key the gatekeeper authenticated;
 /// the internal token vouches for it. The proxy runs each statement as the lesser of this role
 /// and what the statement needs.
 pub const ROLE_HEADER: &str = "X-Sqlgate-Role";
+/// Header carrying the request id (the body's, or one the gatekeeper made when it has none).
+pub const REQUEST_ID_HEADER: &str = "X-Request-Id";
+/// Header carrying the authenticated key's id (never the key), so the proxy's log names it too.
+pub const KEY_ID_HEADER: &str = "X-Sqlgate-Key-Id";
+/// Response header naming the node that executed the statement.
+pub const NODE_HEADER: &str = "X-Sqlgate-Node";
 
 /// Deserializes `params`, refusing integer literals outside the 64-bit range: `serde_json`
 /// would otherwise read them as doubles and bind a rounded value.
@@ -133,15 +146,47 @@ pub struct StatementResult {
     pub last_insert_id: Option<u64>,
 }
 
-/// 200 answer of `POST /query`.
+/// The role of the node that ran a statement, as responses name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeRole {
+    /// The primary: every write, and reads that fell back to it.
+    Manager,
+    /// A replica.
+    Worker,
+}
+
+impl NodeRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeRole::Manager => "manager",
+            NodeRole::Worker => "worker",
+        }
+    }
+}
+
+impl fmt::Display for NodeRole {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+// `QueryResponse` and `TransactionResponse` take their `kind` and `role` types as parameters: the
+// proxy answers with the typed ones (`Typed…`); a client that must also read other servers'
+// answers (the load generator reads the seed design's) reads them as strings. One struct for
+// both keeps the JSON the same by construction (tested below).
+
+/// 200 answer of `POST /query`. `kind` is a `Route` (`read`: may run on a worker; `write`: the
+/// manager) and `role` a `NodeRole`: use `TypedQueryResponse`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct QueryResponse {
+pub struct QueryResponse<K = String, R = String> {
     pub request_id: String,
     /// `read` or `write`: where the classifier sent it.
-    pub kind: String,
+    pub kind: K,
     pub mode: Mode,
     pub node: String,
-    pub role: String,
+    /// `manager` or `worker`: the role of `node`.
+    pub role: R,
     /// Why a read ran on the manager although the mode picks workers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallback: Option<String>,
@@ -153,15 +198,21 @@ pub struct QueryResponse {
     pub duration_ms: f64,
 }
 
-/// 200 answer of `POST /transaction`.
+/// 200 answer of `POST /transaction`; `role` is the manager's `NodeRole`: use
+/// `TypedTransactionResponse`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct TransactionResponse {
+pub struct TransactionResponse<R = String> {
     pub request_id: String,
     pub node: String,
-    pub role: String,
+    pub role: R,
     pub results: Vec<StatementResult>,
     pub duration_ms: f64,
 }
+
+/// The answer of `POST /query` with its `kind` and `role` typed.
+pub type TypedQueryResponse = QueryResponse<Route, NodeRole>;
+/// The answer of `POST /transaction` with its `role` typed.
+pub type TypedTransactionResponse = TransactionResponse<NodeRole>;
 
 fn bad(msg: impl Into<String>) -> ApiError {
     ApiError::new(ErrorCode::BadRequest, msg)
@@ -227,14 +278,14 @@ pub fn check_params(params: &[Value], max: usize) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Classifies `sql` and checks its `params` against the placeholders: what both services do
-/// with every statement before anything else.
-pub fn prepare(
-    classifier: &crate::Classifier,
+/// Classifies `sql` and checks its `params` against the placeholders. Does not check the key's
+/// role: `prepare_for`, which does everything, is the one way in.
+fn prepare(
+    classifier: &Classifier,
     sql: &str,
     params: &[Value],
     max_params: usize,
-) -> Result<crate::Statement, ApiError> {
+) -> Result<Statement, ApiError> {
     check_params(params, max_params)?;
     let stmt = classifier.parse(sql)?;
     if stmt.placeholders() != params.len() {
@@ -250,10 +301,164 @@ pub fn prepare(
     Ok(stmt)
 }
 
-/// A fresh request id: 16 random hex characters.
-pub fn new_request_id() -> String {
-    let n: u64 = rand::random();
-    format!("{n:016x}")
+/// One statement that passed every check for the key that sent it, and the database account it
+/// runs as. Only `prepare_for` makes one, so holding a `Prepared` proves the checks were made.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prepared {
+    statement: Statement,
+    params: Vec<Value>,
+    account: Role,
+}
+
+impl Prepared {
+    /// The classified statement (its text, route, category).
+    pub fn statement(&self) -> &Statement {
+        &self.statement
+    }
+
+    pub fn sql(&self) -> &str {
+        self.statement.sql()
+    }
+
+    /// Where it may run: `Read` on any eligible worker, `Write` on the manager.
+    pub fn route(&self) -> Route {
+        self.statement.route()
+    }
+
+    /// The values for the placeholders, as many as there are placeholders, all scalars.
+    pub fn params(&self) -> &[Value] {
+        &self.params
+    }
+
+    /// The database account the statement runs as: the lesser of what it needs
+    /// (`Statement::account`) and the key's role. A `/transaction` runs as the greatest of its
+    /// statements' accounts.
+    pub fn account(&self) -> Role {
+        self.account
+    }
+
+    pub fn into_parts(self) -> (Statement, Vec<Value>) {
+        (self.statement, self.params)
+    }
+}
+
+/// What both services do with every statement before anything else: classify `sql` (lexer
+/// check, one statement, deny-list), check `params` (scalars, at most `max_params`, one per
+/// placeholder), check the policy of the key's `role`, and choose the account it runs as.
+pub fn prepare_for(
+    classifier: &Classifier,
+    role: Role,
+    sql: &str,
+    params: Vec<Value>,
+    max_params: usize,
+) -> Result<Prepared, ApiError> {
+    let statement = prepare(classifier, sql, &params, max_params)?;
+    statement.check_role(role)?;
+    let account = statement.account().min(role);
+    Ok(Prepared {
+        statement,
+        params,
+        account,
+    })
+}
+
+/// Defines a string newtype that only holds values `check` accepts; it reads and writes as a
+/// plain JSON string, and reading an invalid one fails.
+macro_rules! checked_string {
+    ($(#[$doc:meta])* $name:ident, $check:path) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
+        #[serde(try_from = "String")]
+        pub struct $name(String);
+
+        impl $name {
+            /// Accepts `s` when it is valid, else the 400 that says why.
+            pub fn parse(s: impl Into<String>) -> Result<$name, ApiError> {
+                let s = s.into();
+                $check(&s)?;
+                Ok($name(s))
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = ApiError;
+
+            fn try_from(s: String) -> Result<$name, ApiError> {
+                $name::parse(s)
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = ApiError;
+
+            fn from_str(s: &str) -> Result<$name, ApiError> {
+                $name::parse(s)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(v: $name) -> String {
+                v.0
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.0)
+            }
+        }
+    };
+}
+
+checked_string!(
+    /// A request id: 1 to `MAX_REQUEST_ID_LEN` characters of `[A-Za-z0-9-_.:/]`, so it can be
+    /// logged and sent as a header as it is.
+    RequestId,
+    check_request_id
+);
+
+checked_string!(
+    /// A GTID position as a write's response gives it and a read's `after_gtid` takes it: a
+    /// MariaDB (`0-1-42,1-2-7`) or MySQL (`uuid:1-42,…`) GTID list of at most `MAX_GTID_LEN`
+    /// characters.
+    Gtid,
+    check_gtid
+);
+
+impl RequestId {
+    /// A fresh request id: 16 random hex characters.
+    pub fn new() -> RequestId {
+        let n: u64 = rand::random();
+        RequestId(format!("{n:016x}"))
+    }
+
+    /// The client's id when it gave one (checked), else a fresh one.
+    pub fn given_or_new(given: Option<String>) -> Result<RequestId, ApiError> {
+        given.map_or_else(|| Ok(RequestId::new()), RequestId::parse)
+    }
+}
+
+impl Default for RequestId {
+    /// A fresh id, as `new` (so a missing id is made with `unwrap_or_default`).
+    fn default() -> RequestId {
+        RequestId::new()
+    }
 }
 
 /// Converts a 64-bit integer the way the API promises: a JSON number within ±2^53, else a string.
@@ -370,7 +575,7 @@ mod tests {
         assert!(check_request_id("has space").is_err());
         assert!(check_request_id("line\nbreak").is_err());
         assert!(check_request_id(&"a".repeat(129)).is_err());
-        assert_eq!(new_request_id().len(), 16);
+        assert_eq!(RequestId::new().as_str().len(), 16);
     }
 
     #[test]
@@ -387,6 +592,189 @@ mod tests {
             int_value(i64::MIN as i128),
             Value::from("-9223372036854775808")
         );
+    }
+
+    #[test]
+    fn request_ids_are_checked_strings() {
+        let id = RequestId::parse("abc-123_x.y:z/1").unwrap();
+        assert_eq!(id.as_str(), "abc-123_x.y:z/1");
+        assert_eq!(serde_json::to_string(&id).unwrap(), r#""abc-123_x.y:z/1""#);
+        let back: RequestId = serde_json::from_str(r#""abc-123_x.y:z/1""#).unwrap();
+        assert_eq!(back, id);
+        for bad in [r#""""#, r#""has space""#, r#""a\nb""#, "7", "null"] {
+            assert!(serde_json::from_str::<RequestId>(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            RequestId::parse("x y").unwrap_err().code(),
+            ErrorCode::BadRequest
+        );
+        let fresh = RequestId::new();
+        assert_eq!(fresh.as_str().len(), 16);
+        assert!(
+            RequestId::parse(fresh.as_str()).is_ok(),
+            "a fresh id is valid"
+        );
+        assert_ne!(fresh, RequestId::new());
+        assert_eq!(
+            RequestId::given_or_new(Some("given".into()))
+                .unwrap()
+                .as_str(),
+            "given"
+        );
+        assert!(RequestId::given_or_new(Some("".into())).is_err());
+        assert_eq!(RequestId::given_or_new(None).unwrap().as_str().len(), 16);
+        assert_eq!("k:1".parse::<RequestId>().unwrap().to_string(), "k:1");
+    }
+
+    #[test]
+    fn gtids_are_checked_strings() {
+        let g: Gtid = serde_json::from_str(r#""0-1-42,1-2-7""#).unwrap();
+        assert_eq!(g.as_str(), "0-1-42,1-2-7");
+        assert_eq!(
+            serde_json::to_value(&g).unwrap(),
+            Value::from("0-1-42,1-2-7")
+        );
+        for bad in [r#""""#, r#""0-1-42'; DROP""#, "42"] {
+            assert!(serde_json::from_str::<Gtid>(bad).is_err(), "{bad}");
+        }
+        assert!(Gtid::parse("x-y-z").is_err());
+    }
+
+    #[test]
+    fn typed_responses_write_the_same_json() {
+        // The example of docs/api.md (and README.md), as the proxy writes it today.
+        let text = r#"{"request_id":"5f0c","kind":"read","mode":"random","node":"worker-2","role":"worker","columns":[{"name":"first_name","type":"VAR_STRING"}],"rows":[["GRACE"]],"rows_affected":0,"last_insert_id":null,"duration_ms":0.61}"#;
+        let untyped: QueryResponse = serde_json::from_str(text).unwrap();
+        let typed: TypedQueryResponse = serde_json::from_str(text).unwrap();
+        assert_eq!((typed.kind, typed.role), (Route::Read, NodeRole::Worker));
+        assert_eq!(serde_json::to_string(&typed).unwrap(), text);
+        assert_eq!(serde_json::to_string(&untyped).unwrap(), text);
+        let write = text
+            .replace(r#""kind":"read""#, r#""kind":"write""#)
+            .replace(r#""role":"worker""#, r#""role":"manager""#);
+        let typed: TypedQueryResponse = serde_json::from_str(&write).unwrap();
+        assert_eq!((typed.kind, typed.role), (Route::Write, NodeRole::Manager));
+        assert_eq!(serde_json::to_string(&typed).unwrap(), write);
+        assert!(serde_json::from_str::<TypedQueryResponse>(
+            &text.replace(r#""role":"worker""#, r#""role":"replica""#)
+        )
+        .is_err());
+
+        let tx = r#"{"request_id":"t","node":"manager","role":"manager","results":[],"duration_ms":1.5}"#;
+        let typed: TypedTransactionResponse = serde_json::from_str(tx).unwrap();
+        assert_eq!(typed.role, NodeRole::Manager);
+        assert_eq!(serde_json::to_string(&typed).unwrap(), tx);
+        for r in [NodeRole::Manager, NodeRole::Worker] {
+            assert_eq!(serde_json::to_value(r).unwrap(), Value::from(r.as_str()));
+        }
+    }
+
+    #[test]
+    fn prepare_for_checks_everything_and_chooses_the_account() {
+        let c = Classifier::new(1024, 16);
+        let ok = |role, sql: &str, params: Vec<Value>| prepare_for(&c, role, sql, params, 3);
+        let p = ok(Role::Admin, "SELECT ?", vec![Value::from(1)]).unwrap();
+        assert_eq!(
+            p.account(),
+            Role::Read,
+            "a provable read runs as read, whoever asks"
+        );
+        assert_eq!(
+            (p.route(), p.sql(), p.params()),
+            (Route::Read, "SELECT ?", &[Value::from(1)][..])
+        );
+        let p = ok(Role::Admin, "INSERT INTO app.t VALUES (1)", vec![]).unwrap();
+        assert_eq!((p.account(), p.route()), (Role::Write, Route::Write));
+        let p = ok(Role::Admin, "CREATE TABLE app.t2 (id INT)", vec![]).unwrap();
+        assert_eq!(p.account(), Role::Admin);
+        let p = ok(Role::Write, "SELECT * FROM app.t FOR UPDATE", vec![]).unwrap();
+        assert_eq!(p.account(), Role::Write);
+        let cases: &[(Role, &str, Vec<Value>, ErrorCode)] = &[
+            (
+                Role::Read,
+                "INSERT INTO app.t VALUES (1)",
+                vec![],
+                ErrorCode::Forbidden,
+            ),
+            (
+                Role::Write,
+                "DROP TABLE app.t",
+                vec![],
+                ErrorCode::Forbidden,
+            ),
+            (Role::Read, "SHOW PROCESSLIST", vec![], ErrorCode::Forbidden),
+            (
+                Role::Admin,
+                "SET @a = 1",
+                vec![],
+                ErrorCode::StatementDenied,
+            ),
+            (
+                Role::Admin,
+                "SELECT 1; SELECT 2",
+                vec![],
+                ErrorCode::InvalidSql,
+            ),
+            (
+                Role::Admin,
+                "SELECT /*! 1 */",
+                vec![],
+                ErrorCode::AmbiguousSql,
+            ),
+            (Role::Admin, "SELECT ?", vec![], ErrorCode::InvalidParams),
+            (
+                Role::Admin,
+                "SELECT 1",
+                vec![Value::from(1)],
+                ErrorCode::InvalidParams,
+            ),
+            (
+                Role::Admin,
+                "SELECT ?",
+                vec![serde_json::json!([1])],
+                ErrorCode::InvalidParams,
+            ),
+            (
+                Role::Admin,
+                "SELECT ?,?,?,?",
+                vec![Value::Null; 4],
+                ErrorCode::InvalidParams,
+            ),
+        ];
+        for (role, sql, params, want) in cases {
+            let e = ok(*role, sql, params.clone()).unwrap_err();
+            assert_eq!(e.code(), *want, "{role:?} {sql}: {e}");
+        }
+    }
+
+    #[test]
+    fn duplicate_and_unknown_keys_are_refused() {
+        // The gatekeeper forwards the bytes it validated: the proxy, parsing them with the same
+        // function, must never see a field the gatekeeper did not (see docs/decisions.md).
+        for body in [
+            r#"{"sql":"SELECT 1","sql":"DROP TABLE app.t"}"#,
+            r#"{"sql":"SELECT ?","params":[1],"params":[2]}"#,
+            r#"{"sql":"SELECT 1","mode":"direct","mode":"random"}"#,
+            r#"{"sql":"SELECT 1","request_id":"a","request_id":"b"}"#,
+            r#"{"sql":"SELECT 1","after_gtid":"0-1-1","after_gtid":"0-1-2"}"#,
+            r#"{"sql":"SELECT 1"} {"sql":"DROP TABLE app.t"}"#,
+            r#"{"sql":"SELECT 1","SQL":"DROP TABLE app.t"}"#,
+            r#"{"sql":"SELECT 1","sql":"DROP TABLE app.t"}"#,
+        ] {
+            assert!(
+                parse_json::<QueryRequest>(body.as_bytes()).is_err(),
+                "{body}"
+            );
+        }
+        for body in [
+            r#"{"statements":[{"sql":"SELECT 1"}],"statements":[{"sql":"DROP TABLE app.t"}]}"#,
+            r#"{"statements":[{"sql":"SELECT 1","sql":"DROP TABLE app.t"}]}"#,
+        ] {
+            assert!(
+                parse_json::<TransactionRequest>(body.as_bytes()).is_err(),
+                "{body}"
+            );
+        }
     }
 
     #[test]

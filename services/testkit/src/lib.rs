@@ -336,7 +336,7 @@ impl Stack {
         penv.extend(opts.proxy_env.iter().cloned());
         let pconfig = proxy::config::Config::from_env(&penv).map_err(|e| anyhow::anyhow!(e))?;
         let plistener = TcpListener::bind("127.0.0.1:0")?;
-        let papp = proxy::Application::with_listener(pconfig, plistener)?;
+        let papp = proxy::startup::Application::with_listener(pconfig, plistener)?;
         let proxy_url = format!("https://127.0.0.1:{}", papp.port());
         let phandle = papp.handle();
         tokio::spawn(papp.run_until_stopped());
@@ -367,7 +367,7 @@ impl Stack {
         genv.extend(opts.gatekeeper_env.iter().cloned());
         let gconfig =
             gatekeeper::config::Config::from_env(&genv).map_err(|e| anyhow::anyhow!(e))?;
-        let gapp = gatekeeper::Application::with_listeners(
+        let gapp = gatekeeper::startup::Application::with_listeners(
             gconfig,
             TcpListener::bind("127.0.0.1:0")?,
             TcpListener::bind("127.0.0.1:0")?,
