@@ -211,6 +211,8 @@ pub fn request(sql: impl Into<String>, params: Vec<Value>, mode: Mode) -> QueryR
         mode: Some(mode),
         request_id: None,
         after_gtid: None,
+        format: None,
+        include_metadata: None,
     }
 }
 

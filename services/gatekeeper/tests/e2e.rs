@@ -987,3 +987,71 @@ async fn connections_are_recycled_after_their_byte_budget() {
         }
     }
 }
+
+/// `format: "objects"` keys each row by column name (a repeated name gets `:2`), and
+/// `include_metadata: false` drops `columns`; both for `/query` and `/transaction`, refused with
+/// a clear 400 when malformed. Without them, the answer is as before.
+#[tokio::test]
+async fn rows_come_as_objects_when_asked() {
+    let s = stack().await;
+    let t = table(&s, "e2e_objects", "id INT PRIMARY KEY, name VARCHAR(20)").await;
+    let (st, body) = s
+        .query(
+            &s.keys.write,
+            json!({"sql": format!("INSERT INTO {t} VALUES (1, 'ada'), (2, 'bob')")}),
+        )
+        .await;
+    assert_eq!(st, 200, "{body}");
+    let sql = format!("SELECT a.id, a.name, b.id FROM {t} a JOIN {t} b ON b.id = a.id + 1");
+    let (st, body) = s
+        .query(
+            &s.keys.read,
+            json!({"sql": sql, "mode": "direct", "format": "objects"}),
+        )
+        .await;
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(body["rows"], json!([{"id": 1, "name": "ada", "id:2": 2}]));
+    assert_eq!(body["columns"][0]["name"], "id", "metadata by default");
+    let (st, body) = s
+        .query(
+            &s.keys.read,
+            json!({"sql": sql, "mode": "direct", "format": "objects", "include_metadata": false}),
+        )
+        .await;
+    assert_eq!(st, 200, "{body}");
+    assert!(body.get("columns").is_none(), "{body}");
+    assert_eq!(body["rows"][0]["name"], "ada");
+    let (st, body) = s
+        .query(&s.keys.read, json!({"sql": sql, "mode": "direct"}))
+        .await;
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(
+        body["rows"],
+        json!([[1, "ada", 2]]),
+        "arrays stay the default"
+    );
+
+    let (st, body) = s
+        .post(
+            "/transaction",
+            Some(&s.keys.write),
+            &json!({"format": "objects", "include_metadata": false, "statements": [
+                {"sql": format!("UPDATE {t} SET name = 'cy' WHERE id = 2")},
+                {"sql": format!("SELECT name FROM {t} WHERE id = ?"), "params": [2]}]}),
+        )
+        .await;
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(body["results"][0]["rows_affected"], 1);
+    assert_eq!(body["results"][1]["rows"], json!([{"name": "cy"}]));
+    assert!(body["results"][1].get("columns").is_none(), "{body}");
+
+    for bad in [
+        json!({"sql": "SELECT 1", "format": "table"}),
+        json!({"sql": "SELECT 1", "format": 1}),
+        json!({"sql": "SELECT 1", "include_metadata": "no"}),
+    ] {
+        let (st, body) = s.query(&s.keys.read, bad.clone()).await;
+        assert_eq!(st, 400, "{bad}: {body}");
+        assert_eq!(body["error"]["code"], "bad_request", "{bad}: {body}");
+    }
+}

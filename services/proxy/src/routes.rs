@@ -11,7 +11,7 @@ use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use serde_json::{json, Value as Json};
 use sqlgate::request_log::{self, annotate};
 use sqlgate::wire::{
-    self, Prepared, QueryRequest, RequestId, TransactionRequest, TypedQueryResponse,
+    self, Prepared, QueryRequest, RequestId, RowShape, TransactionRequest, TypedQueryResponse,
     TypedTransactionResponse,
 };
 use sqlgate::{ApiError, ErrorCode, Role};
@@ -195,7 +195,7 @@ async fn handle_query(
         node: answer.node.name().to_string(),
         role: answer.node.role,
         fallback: answer.fallback,
-        result: answer.result,
+        result: RowShape::new(body.format, body.include_metadata).render(answer.result),
         gtid: answer.gtid,
         duration_ms: started.elapsed().as_secs_f64() * 1e3,
     })
@@ -244,7 +244,9 @@ async fn handle_transaction(
     }
     let manager = state.cluster.manager.name().to_string();
     annotate(req, |f| f.node = Some(manager));
+    let shape = RowShape::new(body.format, body.include_metadata);
     let (node, results) = execute::transaction(state, &prepared, request_id.as_str()).await?;
+    let results = results.into_iter().map(|r| shape.render(r)).collect();
     Ok(TypedTransactionResponse {
         request_id: request_id.to_string(),
         node: node.name().to_string(),

@@ -62,6 +62,101 @@ pub struct QueryRequest {
     /// (the `gtid` of an earlier write's response); otherwise on the manager.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after_gtid: Option<String>,
+    /// How rows are written in the answer (`arrays`, the default, or `objects`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<RowFormat>,
+    /// `false` leaves out `columns` (names and types); rows as objects still carry the names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub include_metadata: Option<bool>,
+}
+
+/// How rows are written in an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RowFormat {
+    /// Each row an array of values in column order (the default).
+    #[default]
+    Arrays,
+    /// Each row an object keyed by column name. A name that repeats an earlier column's gets
+    /// `:2`, `:3`… appended (`SELECT a.id, b.id` gives `id` and `id:2`), so no value is lost.
+    Objects,
+}
+
+/// The answer's shape, as the request asked for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowShape {
+    pub format: RowFormat,
+    pub include_metadata: bool,
+}
+
+impl Default for RowShape {
+    fn default() -> RowShape {
+        RowShape {
+            format: RowFormat::Arrays,
+            include_metadata: true,
+        }
+    }
+}
+
+impl RowShape {
+    pub fn new(format: Option<RowFormat>, include_metadata: Option<bool>) -> RowShape {
+        RowShape {
+            format: format.unwrap_or_default(),
+            include_metadata: include_metadata.unwrap_or(true),
+        }
+    }
+
+    /// A statement's result in this shape, as JSON: `columns` dropped without metadata, rows
+    /// as objects when asked.
+    pub fn render(self, result: StatementResult) -> ShapedResult {
+        let rows = match self.format {
+            RowFormat::Arrays => result.rows.into_iter().map(Value::Array).collect(),
+            RowFormat::Objects => {
+                let keys = object_keys(&result.columns);
+                result
+                    .rows
+                    .into_iter()
+                    .map(|row| Value::Object(keys.iter().cloned().zip(row).collect()))
+                    .collect()
+            }
+        };
+        ShapedResult {
+            columns: self.include_metadata.then_some(result.columns),
+            rows,
+            rows_affected: result.rows_affected,
+            last_insert_id: result.last_insert_id,
+        }
+    }
+}
+
+/// The keys of rows as objects: the column names, a repeated one suffixed `:2`, `:3`… (skipping
+/// any suffix that is itself a column's name).
+pub fn object_keys(columns: &[Column]) -> Vec<String> {
+    let names: std::collections::HashSet<&str> = columns.iter().map(|c| c.name.as_str()).collect();
+    let mut used = std::collections::HashSet::new();
+    columns
+        .iter()
+        .map(|c| {
+            let mut key = c.name.clone();
+            let mut n = 2;
+            while used.contains(&key) || (n > 2 && names.contains(key.as_str())) {
+                key = format!("{}:{n}", c.name);
+                n += 1;
+            }
+            used.insert(key.clone());
+            key
+        })
+        .collect()
+}
+
+/// A statement's result as the request shaped it (see `RowShape`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ShapedResult {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub columns: Option<Vec<Column>>,
+    pub rows: Vec<Value>,
+    pub rows_affected: u64,
+    pub last_insert_id: Option<u64>,
 }
 
 /// One statement of a `POST /transaction`.
@@ -84,6 +179,11 @@ pub struct TransactionRequest {
     pub statements: Vec<TxStatement>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+    /// As in `QueryRequest`, for every statement's rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<RowFormat>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub include_metadata: Option<bool>,
 }
 
 /// Header carrying the internal token the gatekeeper proves itself with (`PROXY_TOKEN`).
@@ -179,7 +279,7 @@ impl fmt::Display for NodeRole {
 /// 200 answer of `POST /query`. `kind` is a `Route` (`read`: may run on a worker; `write`: the
 /// manager) and `role` a `NodeRole`: use `TypedQueryResponse`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct QueryResponse<K = String, R = String> {
+pub struct QueryResponse<K = String, R = String, T = StatementResult> {
     pub request_id: String,
     /// `read` or `write`: where the classifier sent it.
     pub kind: K,
@@ -191,7 +291,7 @@ pub struct QueryResponse<K = String, R = String> {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallback: Option<String>,
     #[serde(flatten)]
-    pub result: StatementResult,
+    pub result: T,
     /// After a write: the manager's GTID position including it, for `after_gtid`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gtid: Option<String>,
@@ -201,18 +301,18 @@ pub struct QueryResponse<K = String, R = String> {
 /// 200 answer of `POST /transaction`; `role` is the manager's `NodeRole`: use
 /// `TypedTransactionResponse`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct TransactionResponse<R = String> {
+pub struct TransactionResponse<R = String, T = StatementResult> {
     pub request_id: String,
     pub node: String,
     pub role: R,
-    pub results: Vec<StatementResult>,
+    pub results: Vec<T>,
     pub duration_ms: f64,
 }
 
 /// The answer of `POST /query` with its `kind` and `role` typed.
-pub type TypedQueryResponse = QueryResponse<Route, NodeRole>;
+pub type TypedQueryResponse = QueryResponse<Route, NodeRole, ShapedResult>;
 /// The answer of `POST /transaction` with its `role` typed.
-pub type TypedTransactionResponse = TransactionResponse<NodeRole>;
+pub type TypedTransactionResponse = TransactionResponse<NodeRole, ShapedResult>;
 
 fn bad(msg: impl Into<String>) -> ApiError {
     ApiError::new(ErrorCode::BadRequest, msg)
@@ -638,6 +738,47 @@ mod tests {
             assert!(serde_json::from_str::<Gtid>(bad).is_err(), "{bad}");
         }
         assert!(Gtid::parse("x-y-z").is_err());
+    }
+
+    #[test]
+    fn rows_as_objects_keep_every_column() {
+        let col = |n: &str| Column {
+            name: n.into(),
+            type_name: "LONG".into(),
+        };
+        let result = StatementResult {
+            columns: vec![col("id"), col("id"), col("id:2"), col("name")],
+            rows: vec![vec![
+                Value::from(1),
+                Value::from(2),
+                Value::from(3),
+                Value::from("x"),
+            ]],
+            rows_affected: 0,
+            last_insert_id: None,
+        };
+        assert_eq!(
+            object_keys(&result.columns),
+            ["id", "id:3", "id:2", "name"],
+            "a repeated name gets the first free suffix; a real column keeps its own name"
+        );
+        let objects = RowShape::new(Some(RowFormat::Objects), Some(false)).render(result.clone());
+        assert_eq!(objects.columns, None, "no metadata");
+        assert_eq!(
+            serde_json::to_value(&objects.rows).unwrap(),
+            serde_json::json!([{"id": 1, "id:3": 2, "id:2": 3, "name": "x"}])
+        );
+        let arrays = RowShape::default().render(result.clone());
+        assert_eq!(arrays.columns.as_deref(), Some(&result.columns[..]));
+        assert_eq!(
+            serde_json::to_value(&arrays.rows).unwrap(),
+            serde_json::json!([[1, 2, 3, "x"]]),
+            "the default is today's arrays"
+        );
+        let bad = r#"{"sql": "SELECT 1", "format": "table"}"#;
+        assert!(parse_json::<QueryRequest>(bad.as_bytes()).is_err());
+        let bad = r#"{"sql": "SELECT 1", "include_metadata": "no"}"#;
+        assert!(parse_json::<QueryRequest>(bad.as_bytes()).is_err());
     }
 
     #[test]
