@@ -9,7 +9,7 @@
 //! they take turns (`serial`).
 
 use serde_json::{json, Value};
-use sqlgate_testkit::{Cluster, Options, Stack};
+use sqlgate_testkit::{send_json, Cluster, Options, Stack};
 use std::process::Command;
 use std::time::{Duration, Instant};
 use tokio::sync::{Mutex, MutexGuard};
@@ -67,20 +67,12 @@ async fn to_proxy(
     role: &str,
     body: Value,
 ) -> Result<(u16, Value), String> {
-    let r = http
+    let req = http
         .post(format!("{url}{path}"))
         .header("X-Sqlgate-Token", token)
         .header("X-Sqlgate-Role", role)
-        .json(&body)
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    let st = r.status().as_u16();
-    let text = r.text().await.map_err(|e| e.to_string())?;
-    Ok((
-        st,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    ))
+        .json(&body);
+    send_json(req).await
 }
 
 /// POSTs to the gatekeeper with `key`, like `Stack::post`, but as an owned future a test can
@@ -92,35 +84,11 @@ async fn to_gatekeeper(
     key: String,
     body: Value,
 ) -> Result<(u16, Value), String> {
-    let r = http
+    let req = http
         .post(format!("{url}{path}"))
         .header("X-API-Key", key)
-        .json(&body)
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    let st = r.status().as_u16();
-    let text = r.text().await.map_err(|e| e.to_string())?;
-    Ok((
-        st,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    ))
-}
-
-/// Sessions on `node` whose statement text contains `marker` (seen as root).
-fn running(cluster: &Cluster, node: &str, marker: &str) -> usize {
-    cluster
-        .root_sql(
-            node,
-            &format!(
-                "SELECT COUNT(*) FROM information_schema.processlist \
-                 WHERE info LIKE '%{marker}%' AND info NOT LIKE '%processlist%'"
-            ),
-        )
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
+        .json(&body);
+    send_json(req).await
 }
 
 /// Whether a fresh session sees the named lock held by anyone.
@@ -243,7 +211,7 @@ async fn cancel_mid_statement(
 ) -> Instant {
     let task = tokio::spawn(request);
     let seen = eventually(Duration::from_secs(5), || {
-        running(cluster, node, marker) > 0
+        cluster.running(node, marker).unwrap() > 0
     })
     .await;
     if seen.is_none() {
@@ -305,7 +273,7 @@ fn request(
 /// in use (whatever became of the cancelled requests), at most `within`.
 async fn settle(s: &Stack, marker: &str, within: Duration) {
     let cluster = Cluster::shared();
-    let gone = eventually(within, || running(cluster, "manager", marker) == 0).await;
+    let gone = eventually(within, || cluster.running("manager", marker).unwrap() == 0).await;
     assert!(gone.is_some(), "{marker} still runs after {within:?}");
     for _ in 0..40 {
         if pool_gauge(s, "manager", "write", "in_use").await == 0 {
@@ -475,7 +443,7 @@ async fn a_client_that_goes_away_has_its_statement_killed() {
         )
         .await;
         let gone = eventually(Duration::from_millis(1200), || {
-            running(cluster, "manager", marker) == 0
+            cluster.running("manager", marker).unwrap() == 0
         })
         .await;
         if gone.is_none() {
@@ -571,7 +539,7 @@ async fn a_request_dropped_mid_statement_is_killed_and_its_connection_discarded(
         "finished before it was dropped: {dropped:?}"
     );
     let killed = eventually(Duration::from_millis(1000), || {
-        running(cluster, "manager", "ac_drop_1") == 0
+        cluster.running("manager", "ac_drop_1").unwrap() == 0
     })
     .await;
     assert!(
@@ -596,7 +564,7 @@ async fn a_request_dropped_mid_statement_is_killed_and_its_connection_discarded(
     let dropped = tokio::time::timeout(Duration::from_millis(700), tx).await;
     assert!(dropped.is_err(), "finished before it was dropped");
     let killed = eventually(Duration::from_millis(1000), || {
-        running(cluster, "manager", "ac_drop_2") == 0
+        cluster.running("manager", "ac_drop_2").unwrap() == 0
     })
     .await;
     assert!(
@@ -731,7 +699,7 @@ async fn statements_past_their_deadline_are_killed_in_a_transaction_too() {
         "answered after {took:?}"
     );
     assert_eq!(
-        running(cluster, "manager", "ac_dl_tx"),
+        cluster.running("manager", "ac_dl_tx").unwrap(),
         0,
         "still running after 504"
     );
@@ -745,7 +713,7 @@ async fn statements_past_their_deadline_are_killed_in_a_transaction_too() {
         .await;
     assert_eq!(st, 504, "{resp}");
     assert_eq!(
-        running(cluster, "manager", "ac_dl_q"),
+        cluster.running("manager", "ac_dl_q").unwrap(),
         0,
         "still running after 504"
     );
@@ -1157,7 +1125,7 @@ async fn the_pool_recovers_from_bursts_of_timeouts_and_cancellations() {
         }
         // Every statement of the burst was killed or never ran.
         let gone = eventually(Duration::from_secs(2), || {
-            running(cluster, "manager", "ac_burst") == 0
+            cluster.running("manager", "ac_burst").unwrap() == 0
         })
         .await;
         assert!(gone.is_some(), "round {round}: burst statements still run");
@@ -1230,44 +1198,22 @@ async fn a_node_that_hangs_gives_503_or_504_within_the_deadlines() {
     .await;
     // The checkout, the deadline, the kill and the wait after it, plus a slow machine's slack.
     let bound = Duration::from_millis(stmt_ms + 2 * connect_ms + 2000);
+    // One `/query` through the gatekeeper with `key`, timed.
+    let timed = |key: &str, body: Value| {
+        let (url, http, key) = (s.gatekeeper_url.clone(), s.http.clone(), key.to_string());
+        async move {
+            let started = Instant::now();
+            let r = to_gatekeeper(url, http, "/query", key, body).await;
+            (r, started.elapsed())
+        }
+    };
     let read = |mode: &'static str| {
-        let (url, http, key) = (
-            s.gatekeeper_url.clone(),
-            s.http.clone(),
-            s.keys.read.clone(),
-        );
-        async move {
-            let started = Instant::now();
-            let r = to_gatekeeper(
-                url,
-                http,
-                "/query",
-                key,
-                json!({"sql": "SELECT COUNT(*) FROM sakila.actor a, sakila.actor b", "mode": mode}),
-            )
-            .await;
-            (r, started.elapsed())
-        }
+        timed(
+            &s.keys.read,
+            json!({"sql": "SELECT COUNT(*) FROM sakila.actor a, sakila.actor b", "mode": mode}),
+        )
     };
-    let write = || {
-        let (url, http, key) = (
-            s.gatekeeper_url.clone(),
-            s.http.clone(),
-            s.keys.write.clone(),
-        );
-        async move {
-            let started = Instant::now();
-            let r = to_gatekeeper(
-                url,
-                http,
-                "/query",
-                key,
-                json!({"sql": "SELECT SLEEP(0.2)"}),
-            )
-            .await;
-            (r, started.elapsed())
-        }
-    };
+    let write = || timed(&s.keys.write, json!({"sql": "SELECT SLEEP(0.2)"}));
     // Warm the pools: `pool` connections open on the worker (read) and the manager (write).
     for r in futures_like_join((0..pool).map(|_| read("random")).collect()).await {
         assert_eq!(r.0.as_ref().unwrap().0, 200, "{:?}", r.0);
@@ -1456,7 +1402,7 @@ async fn refusing_half_closed_connections_makes_a_gone_client_kill_its_statement
     );
     cancel_mid_statement(cluster, "manager", "ac_half_1", fut).await;
     let killed = eventually(Duration::from_millis(1200), || {
-        running(cluster, "manager", "ac_half_1") == 0
+        cluster.running("manager", "ac_half_1").unwrap() == 0
     })
     .await;
     handle.stop(false).await;

@@ -182,7 +182,7 @@ async fn a_transaction_past_its_deadline_commits_nothing() {
             "the timed-out transaction committed on {node}"
         );
         assert_eq!(
-            running(cluster, node, "SLEEP(1)"),
+            cluster.running(node, "SLEEP(1)").unwrap(),
             0,
             "still running on {node}"
         );
@@ -458,22 +458,6 @@ async fn finding_6_with_then_delete_is_a_write() {
     assert_unchanged(cluster, &before, "WITH … DELETE");
 }
 
-/// Rows of the processlist (seen as root) running `marker`.
-fn running(cluster: &Cluster, node: &str, marker: &str) -> usize {
-    cluster
-        .root_sql(
-            node,
-            &format!(
-                "SELECT COUNT(*) FROM information_schema.processlist \
-                 WHERE info LIKE '%{marker}%' AND info NOT LIKE '%processlist%'"
-            ),
-        )
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
-}
-
 #[tokio::test]
 async fn finding_7_a_statement_given_up_on_is_killed_and_never_retried() {
     let _turn = serial().await;
@@ -505,7 +489,7 @@ async fn finding_7_a_statement_given_up_on_is_killed_and_never_retried() {
         );
         for node in ["manager", "worker-1", "worker-2"] {
             assert_eq!(
-                running(cluster, node, marker),
+                cluster.running(node, marker).unwrap(),
                 0,
                 "{marker} still runs on {node}"
             );

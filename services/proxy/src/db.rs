@@ -170,20 +170,7 @@ fn own_gtids(payload: &[u8]) -> Option<String> {
     if encoding != 0 {
         return None;
     }
-    let (&first, rest) = rest.split_first()?;
-    let (len, rest) = match first {
-        n @ 0..=250 => (usize::from(n), rest),
-        0xfc if rest.len() >= 2 => (
-            usize::from(u16::from_le_bytes([rest[0], rest[1]])),
-            &rest[2..],
-        ),
-        0xfd if rest.len() >= 3 => (
-            usize::try_from(u32::from_le_bytes([rest[0], rest[1], rest[2], 0])).ok()?,
-            &rest[3..],
-        ),
-        _ => return None,
-    };
-    let text = rest.get(..len)?;
+    let text = mysql_common::io::ParseBuf(rest).checked_eat_lenenc_str()?;
     Some(String::from_utf8_lossy(text).trim().to_string())
 }
 

@@ -29,6 +29,11 @@ impl ProxyError {
         matches!(self, ProxyError::NodeUnavailable { .. })
     }
 
+    /// Whether the connection it happened on must not go back to the pool.
+    pub fn breaks_connection(&self) -> bool {
+        matches!(self, ProxyError::Exec(e) if e.breaks_connection())
+    }
+
     /// The error the client sees. Upstream failures carry a fixed message; what the driver
     /// said goes to the log only (with the request id), never into a response.
     pub fn into_api(self, request_id: &str) -> ApiError {

@@ -170,10 +170,7 @@ pub async fn transaction(
     )
     .await;
     conn.touch(received.max(256));
-    if outcome
-        .as_ref()
-        .is_err_and(|e| matches!(e, ProxyError::Exec(x) if x.breaks_connection()))
-    {
+    if outcome.as_ref().is_err_and(ProxyError::breaks_connection) {
         conn.broken = true;
     }
     lease.set_busy(false);

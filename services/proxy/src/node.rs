@@ -216,13 +216,13 @@ impl Cluster {
 
     /// What routing needs to know of every node now, as plain data (`route::plan` is a pure
     /// function of it).
-    pub fn view(&self) -> crate::route::ClusterView {
+    pub fn view(&self) -> crate::route::ClusterView<'_> {
         crate::route::ClusterView {
             nodes: self
                 .all()
                 .map(|n| {
                     n.with_health(|h| crate::route::NodeView {
-                        name: n.name().to_string(),
+                        name: n.name(),
                         role: n.role,
                         checked: h.checked,
                         reachable: h.reachable,

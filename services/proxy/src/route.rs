@@ -8,10 +8,11 @@ use sqlgate::wire::NodeRole;
 use sqlgate::{Mode, Route};
 use std::time::Duration;
 
-/// What routing knows of one node (a snapshot: `node::Cluster::view`).
+/// What routing knows of one node (a snapshot: `node::Cluster::view`; the name is borrowed, so
+/// taking a snapshot per request copies no strings for healthy nodes).
 #[derive(Debug, Clone)]
-pub struct NodeView {
-    pub name: String,
+pub struct NodeView<'a> {
+    pub name: &'a str,
     pub role: NodeRole,
     /// The monitor has completed at least one check.
     pub checked: bool,
@@ -28,12 +29,12 @@ pub struct NodeView {
 
 /// Every node: index 0 is the manager, then the workers in configuration order.
 #[derive(Debug, Clone)]
-pub struct ClusterView {
-    pub nodes: Vec<NodeView>,
+pub struct ClusterView<'a> {
+    pub nodes: Vec<NodeView<'a>>,
 }
 
-impl ClusterView {
-    fn workers(&self) -> impl Iterator<Item = (usize, &NodeView)> {
+impl<'a> ClusterView<'a> {
+    fn workers(&self) -> impl Iterator<Item = (usize, &NodeView<'a>)> {
         self.nodes.iter().enumerate().skip(1)
     }
 }
@@ -66,7 +67,7 @@ pub struct Plan {
 
 /// Chooses the node for a statement. `exclude` names a node that just failed (for the one read
 /// retry).
-pub fn plan(ask: &Ask<'_>, view: &ClusterView, exclude: Option<usize>) -> Plan {
+pub fn plan(ask: &Ask<'_>, view: &ClusterView<'_>, exclude: Option<usize>) -> Plan {
     let manager = |fallback: Option<String>| Plan {
         node: 0,
         wait_for: None,
@@ -76,7 +77,7 @@ pub fn plan(ask: &Ask<'_>, view: &ClusterView, exclude: Option<usize>) -> Plan {
     if ask.route == Route::Write || ask.mode == Mode::Direct {
         return manager(None);
     }
-    let eligible: Vec<(usize, &NodeView)> = view
+    let eligible: Vec<(usize, &NodeView<'_>)> = view
         .workers()
         .filter(|(i, w)| Some(*i) != exclude && w.eligible)
         .collect();
@@ -103,7 +104,7 @@ pub fn plan(ask: &Ask<'_>, view: &ClusterView, exclude: Option<usize>) -> Plan {
     if manager_down {
         // Reads outlive the primary (as MaxScale's error_on_write): a reachable replica whose
         // applier runs serves them, flagged as possibly stale, rather than nothing at all.
-        let survivors: Vec<(usize, &NodeView)> = view
+        let survivors: Vec<(usize, &NodeView<'_>)> = view
             .workers()
             .filter(|(i, w)| Some(*i) != exclude && w.reachable && w.applier_running)
             .collect();
@@ -123,7 +124,7 @@ pub fn plan(ask: &Ask<'_>, view: &ClusterView, exclude: Option<usize>) -> Plan {
 
 /// Where a read goes when its worker had not applied `after_gtid` within `waited`: the
 /// manager, which has every committed write; the client is told why.
-pub fn after_lag(view: &ClusterView, lagging: usize, waited: Duration) -> Plan {
+pub fn after_lag(view: &ClusterView<'_>, lagging: usize, waited: Duration) -> Plan {
     Plan {
         node: 0,
         wait_for: None,
@@ -138,12 +139,12 @@ pub fn after_lag(view: &ClusterView, lagging: usize, waited: Duration) -> Plan {
 
 /// The candidate with the lowest score, ties (within `tolerance`) broken at random. Nodes with
 /// no score yet are only used when no node has one.
-fn pick_lowest<'a>(
-    candidates: &[(usize, &'a NodeView)],
-    score: impl Fn(&NodeView) -> Option<f64>,
+fn pick_lowest<'a, 'n>(
+    candidates: &[(usize, &'a NodeView<'n>)],
+    score: impl Fn(&NodeView<'n>) -> Option<f64>,
     tolerance: f64,
-) -> Option<(usize, &'a NodeView)> {
-    let scored: Vec<((usize, &NodeView), f64)> = candidates
+) -> Option<(usize, &'a NodeView<'n>)> {
+    let scored: Vec<((usize, &NodeView<'n>), f64)> = candidates
         .iter()
         .filter_map(|c| score(c.1).map(|s| (*c, s)))
         .collect();
@@ -151,7 +152,7 @@ fn pick_lowest<'a>(
         return candidates.choose(&mut rand::rng()).copied();
     }
     let best = scored.iter().map(|(_, s)| *s).fold(f64::INFINITY, f64::min);
-    let ties: Vec<(usize, &NodeView)> = scored
+    let ties: Vec<(usize, &NodeView<'n>)> = scored
         .iter()
         .filter(|(_, s)| *s <= best + tolerance)
         .map(|(c, _)| *c)
@@ -160,7 +161,7 @@ fn pick_lowest<'a>(
 }
 
 /// Summarises why no worker can serve, e.g. `no eligible worker (worker-1: lag 9s …)`.
-fn fallback_reason(view: &ClusterView, exclude: Option<usize>) -> String {
+fn fallback_reason(view: &ClusterView<'_>, exclude: Option<usize>) -> String {
     if view.nodes.len() < 2 {
         return "no workers configured".into();
     }
@@ -187,9 +188,14 @@ mod tests {
     use super::*;
     use std::collections::HashSet;
 
-    fn node(name: &str, role: NodeRole, eligible: bool, rtt_us: Option<f64>) -> NodeView {
+    fn node(
+        name: &'static str,
+        role: NodeRole,
+        eligible: bool,
+        rtt_us: Option<f64>,
+    ) -> NodeView<'static> {
         NodeView {
-            name: name.into(),
+            name,
             role,
             checked: true,
             reachable: true,
@@ -202,15 +208,11 @@ mod tests {
     }
 
     /// A manager and `rtts.len()` eligible workers with these RTTs.
-    fn view(rtts: &[Option<f64>]) -> ClusterView {
+    fn view(rtts: &[Option<f64>]) -> ClusterView<'static> {
+        const WORKERS: [&str; 3] = ["worker-1", "worker-2", "worker-3"];
         let mut nodes = vec![node("manager", NodeRole::Manager, true, Some(10.0))];
-        for (i, rtt) in rtts.iter().enumerate() {
-            nodes.push(node(
-                &format!("worker-{}", i + 1),
-                NodeRole::Worker,
-                true,
-                *rtt,
-            ));
+        for (name, rtt) in WORKERS.iter().zip(rtts) {
+            nodes.push(node(name, NodeRole::Worker, true, *rtt));
         }
         ClusterView { nodes }
     }
@@ -224,9 +226,9 @@ mod tests {
         }
     }
 
-    fn picks(v: &ClusterView, a: &Ask<'_>, n: usize) -> HashSet<String> {
+    fn picks(v: &ClusterView<'_>, a: &Ask<'_>, n: usize) -> HashSet<String> {
         (0..n)
-            .map(|_| v.nodes[plan(a, v, None).node].name.clone())
+            .map(|_| v.nodes[plan(a, v, None).node].name.to_string())
             .collect()
     }
 

@@ -158,6 +158,16 @@ impl Cluster {
         self.root_client(node, &["--skip-column-names", "-e", sql])
     }
 
+    /// Sessions on `node` (seen as root) whose statement text contains `marker`: whether a
+    /// statement the proxy gave up on still runs on the server.
+    pub fn running(&self, node: &str, marker: &str) -> anyhow::Result<usize> {
+        let sql = format!(
+            "SELECT COUNT(*) FROM information_schema.processlist \
+             WHERE info LIKE '%{marker}%' AND info NOT LIKE '%processlist%'"
+        );
+        Ok(self.root_sql(node, &sql)?.trim().parse()?)
+    }
+
     /// Runs the flavour's command-line client as root on `node`'s socket in batch mode.
     fn root_client(&self, node: &str, args: &[&str]) -> anyhow::Result<String> {
         let client = ["mariadb", "mysql"]
@@ -259,6 +269,18 @@ fn path(p: PathBuf) -> String {
 }
 
 /// An HTTP client that trusts only the CA in `ca` (a PEM file).
+/// Sends `req` and reads the answer: its status, and its body as JSON (a body that is not JSON
+/// comes back as a string). Fails when the request or the body's read does.
+pub async fn send_json(req: reqwest::RequestBuilder) -> Result<(u16, Value), String> {
+    let resp = req.send().await.map_err(|e| e.to_string())?;
+    let status = resp.status().as_u16();
+    let text = resp.text().await.map_err(|e| e.to_string())?;
+    Ok((
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    ))
+}
+
 pub fn client(ca: &Path) -> anyhow::Result<reqwest::Client> {
     sqlgate::tls::install_provider();
     let pem = std::fs::read(ca)?;
@@ -440,13 +462,7 @@ impl Stack {
         if let Some(k) = key {
             req = req.header("X-API-Key", k);
         }
-        let resp = req.send().await.expect("gatekeeper answers");
-        let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap_or_default();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        send_json(req).await.expect("gatekeeper answers")
     }
 
     /// `POST /query` with `key`.
