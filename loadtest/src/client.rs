@@ -207,7 +207,8 @@ impl Gateway {
 pub fn request(sql: impl Into<String>, params: Vec<Value>, mode: Mode) -> QueryRequest {
     QueryRequest {
         sql: sql.into(),
-        params,
+        params: params.into(),
+        database: None,
         mode: Some(mode),
         request_id: None,
         after_gtid: None,

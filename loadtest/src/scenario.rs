@@ -581,7 +581,7 @@ mod tests {
             "{}",
             r.sql
         );
-        let id = r.params[0].as_u64().unwrap();
+        let id = r.params.positional()[0].as_u64().unwrap();
         assert!((1..=100).contains(&id), "id in the loaded range: {id}");
         assert_eq!(
             (r.mode, r.request_id),

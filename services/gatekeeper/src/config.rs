@@ -1,8 +1,8 @@
 //! The gatekeeper's configuration, read from `GATEKEEPER_*` environment variables.
 
 use sqlgate::config::{
-    get_or, millis, required, required_secret, ConfigError, Env, Secret, DEFAULT_MAX_BODY_BYTES,
-    DEFAULT_MAX_PARAMS, DEFAULT_MAX_SQL_BYTES, DEFAULT_MAX_TX_STATEMENTS,
+    get_or, millis, required, required_secret, ConfigError, Env, Secret, DEFAULT_MAX_BATCH_SETS,
+    DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_PARAMS, DEFAULT_MAX_SQL_BYTES, DEFAULT_MAX_TX_STATEMENTS,
 };
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -17,6 +17,7 @@ pub const MAX_BODY_BYTES: &str = "GATEKEEPER_MAX_BODY_BYTES";
 pub const MAX_SQL_BYTES: &str = "GATEKEEPER_MAX_SQL_BYTES";
 pub const MAX_PARAMS: &str = "GATEKEEPER_MAX_PARAMS";
 pub const MAX_TX_STATEMENTS: &str = "GATEKEEPER_MAX_TX_STATEMENTS";
+pub const MAX_BATCH_SETS: &str = "GATEKEEPER_MAX_BATCH_SETS";
 pub const CONNECT_TIMEOUT_MS: &str = "GATEKEEPER_CONNECT_TIMEOUT_MS";
 pub const TIMEOUT_MS: &str = "GATEKEEPER_TIMEOUT_MS";
 pub const RATE_LIMIT_RPS: &str = "GATEKEEPER_RATE_LIMIT_RPS";
@@ -78,6 +79,7 @@ pub struct Config {
     pub max_sql_bytes: usize,
     pub max_params: usize,
     pub max_tx_statements: usize,
+    pub max_batch_sets: usize,
     /// How long to wait for a connection to the proxy (a down proxy gives 503 this fast).
     pub connect_timeout: Duration,
     /// How long to wait for the proxy's whole answer (then 504).
@@ -114,6 +116,7 @@ impl Config {
             max_sql_bytes: get_or(env, MAX_SQL_BYTES, DEFAULT_MAX_SQL_BYTES)?,
             max_params: get_or(env, MAX_PARAMS, DEFAULT_MAX_PARAMS)?,
             max_tx_statements: get_or(env, MAX_TX_STATEMENTS, DEFAULT_MAX_TX_STATEMENTS)?,
+            max_batch_sets: get_or(env, MAX_BATCH_SETS, DEFAULT_MAX_BATCH_SETS)?,
             connect_timeout: millis(env, CONNECT_TIMEOUT_MS, DEFAULT_CONNECT_TIMEOUT_MS)?,
             timeout: millis(env, TIMEOUT_MS, DEFAULT_TIMEOUT_MS)?,
             rate_limit_rps,

@@ -33,6 +33,7 @@ pub struct Forwarder {
     client: reqwest::Client,
     query: Url,
     transaction: Url,
+    batch: Url,
     ready: Url,
     /// `X-Sqlgate-Token`'s value, built once and marked sensitive (never printed by `http`).
     token: HeaderValue,
@@ -65,6 +66,7 @@ impl Forwarder {
             client,
             query: url(Endpoint::Query.path())?,
             transaction: url(Endpoint::Transaction.path())?,
+            batch: url(Endpoint::Batch.path())?,
             ready: url("/ready")?,
             token,
         })
@@ -75,6 +77,7 @@ impl Forwarder {
         let url = match checked.endpoint() {
             Endpoint::Query => &self.query,
             Endpoint::Transaction => &self.transaction,
+            Endpoint::Batch => &self.batch,
         };
         let resp = self
             .client

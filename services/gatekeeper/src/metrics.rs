@@ -1,5 +1,6 @@
 //! The gatekeeper's Prometheus metrics, served on the private admin listener only.
 
+use crate::validate::Endpoint;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -52,12 +53,14 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Counts a finished request to `/query` or `/transaction` (other routes are not counted).
+    /// Counts a finished request to an endpoint that runs SQL (other routes are not counted).
     pub fn observe(&self, done: &Finished<'_>) {
-        let endpoint = match done.route {
-            Some("/query") => "query",
-            Some("/transaction") => "transaction",
-            _ => return,
+        let Some(endpoint) = Endpoint::ALL
+            .into_iter()
+            .find(|e| done.route == Some(e.path()))
+            .map(Endpoint::name)
+        else {
+            return;
         };
         let role = done.fields.role.map_or("none", Role::as_str);
         self.requests

@@ -1,4 +1,4 @@
-//! The gatekeeper's public endpoints (`/query`, `/transaction`, `/health`, `/ready`) and its
+//! The gatekeeper's public endpoints (`/query`, `/transaction`, `/batch`, `/health`, `/ready`) and its
 //! private one (`/metrics`). Handlers parse, call and reply; the request log
 //! (`sqlgate::request_log`, wrapped in `startup`) writes one line per request.
 
@@ -20,6 +20,7 @@ pub fn public(cfg: &mut web::ServiceConfig) {
         Endpoint::Transaction.path(),
         web::post().to(transaction),
     );
+    route(cfg, Endpoint::Batch.path(), web::post().to(batch));
     route(cfg, "/health", web::get().to(health));
     route(cfg, "/ready", web::get().to(ready));
     cfg.default_service(web::to(sqlgate::error::not_found));
@@ -50,6 +51,15 @@ async fn transaction(
     relay(Endpoint::Transaction, &req, payload, &state, &proxy).await
 }
 
+async fn batch(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<State>,
+    proxy: web::Data<Forwarder>,
+) -> Result<HttpResponse, ApiError> {
+    relay(Endpoint::Batch, &req, payload, &state, &proxy).await
+}
+
 /// The public path of a SQL request: who sends it, what it is, what the proxy answers. Every
 /// error names a request id: the client's once its body gave a valid one, else a fresh one.
 async fn relay(
@@ -69,8 +79,11 @@ async fn relay(
         let body = sqlgate::body::read_json(req, payload, state.config.max_body_bytes).await?;
         let rules = validate::Rules {
             classifier: &state.classifier,
-            max_params: state.config.max_params,
-            max_tx_statements: state.config.max_tx_statements,
+            limits: sqlgate::wire::Limits {
+                max_params: state.config.max_params,
+                max_tx_statements: state.config.max_tx_statements,
+                max_batch_sets: state.config.max_batch_sets,
+            },
         };
         let checked = validate::check(endpoint, &rules, who.role, body)?;
         annotate(req, |f| {

@@ -2,22 +2,28 @@
 //! deny-list, params, and the key's role (`sqlgate::wire::prepare_for`). What passes becomes a
 //! `Checked`, the only thing the forwarder sends; it holds the exact bytes that were checked.
 
-use sqlgate::wire::{self, Gtid, QueryRequest, RequestId, TransactionRequest};
-use sqlgate::{ApiError, Classifier, ErrorCode, Mode, Role, Route};
+use sqlgate::wire::{self, BatchRequest, QueryRequest, RequestId, TransactionRequest};
+#[cfg(test)]
+use sqlgate::ErrorCode;
+use sqlgate::{ApiError, Classifier, Mode, Role, Route};
 
-/// The two endpoints that run SQL, on the gatekeeper and on the proxy alike.
+/// The endpoints that run SQL, on the gatekeeper and on the proxy alike.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
     Query,
     Transaction,
+    Batch,
 }
 
 impl Endpoint {
-    /// The label in metrics (`query`, `transaction`).
+    pub const ALL: [Endpoint; 3] = [Endpoint::Query, Endpoint::Transaction, Endpoint::Batch];
+
+    /// The label in metrics (`query`, `transaction`, `batch`).
     pub fn name(self) -> &'static str {
         match self {
             Endpoint::Query => "query",
             Endpoint::Transaction => "transaction",
+            Endpoint::Batch => "batch",
         }
     }
 
@@ -26,6 +32,7 @@ impl Endpoint {
         match self {
             Endpoint::Query => "/query",
             Endpoint::Transaction => "/transaction",
+            Endpoint::Batch => "/batch",
         }
     }
 }
@@ -33,8 +40,7 @@ impl Endpoint {
 /// What validation needs besides the body: the classifier and the limits.
 pub struct Rules<'a> {
     pub classifier: &'a Classifier,
-    pub max_params: usize,
-    pub max_tx_statements: usize,
+    pub limits: wire::Limits,
 }
 
 /// A request that passed every check, with the body exactly as it was checked. The proxy parses
@@ -75,71 +81,53 @@ impl Checked {
     }
 }
 
-/// Checks `body` for `endpoint` as a key with `role` sends it. An error names the request id
-/// once it is known (the client's, when valid).
+/// Checks `body` for `endpoint` as a key with `role` sends it (`wire::prepare_query`,
+/// `prepare_transaction`, `prepare_batch`: the same checks the proxy makes). An error names the
+/// request id once it is known (the client's, when valid).
 pub fn check(
     endpoint: Endpoint,
     rules: &Rules<'_>,
     role: Role,
     body: actix_web::web::Bytes,
 ) -> Result<Checked, ApiError> {
-    match endpoint {
-        Endpoint::Query => query(rules, role, body),
-        Endpoint::Transaction => transaction(rules, role, body),
-    }
-}
-
-fn query(rules: &Rules<'_>, role: Role, body: actix_web::web::Bytes) -> Result<Checked, ApiError> {
-    let req: QueryRequest = wire::parse_json(&body)?;
-    let request_id = RequestId::given_or_new(req.request_id)?;
-    let named = |e: ApiError| e.with_request_id(request_id.as_str());
-    if let Some(g) = req.after_gtid {
-        Gtid::parse(g).map_err(named)?;
-    }
-    let prepared = wire::prepare_for(
-        rules.classifier,
-        role,
-        &req.sql,
-        req.params,
-        rules.max_params,
-    )
-    .map_err(named)?;
+    let c = rules.classifier;
+    let (request_id, kind, mode) = match endpoint {
+        Endpoint::Query => {
+            let req: QueryRequest = wire::parse_json(&body)?;
+            let id = RequestId::given_or_new(req.request_id.clone())?;
+            let p = wire::prepare_query(c, role, &req, &rules.limits).map_err(named(&id))?;
+            (id, p.route(), req.mode)
+        }
+        Endpoint::Transaction => {
+            let req: TransactionRequest = wire::parse_json(&body)?;
+            let id = RequestId::given_or_new(req.request_id.clone())?;
+            wire::prepare_transaction(c, role, &req, &rules.limits).map_err(named(&id))?;
+            let kind = if req.read_only == Some(true) {
+                Route::Read
+            } else {
+                Route::Write
+            };
+            (id, kind, req.mode)
+        }
+        Endpoint::Batch => {
+            let req: BatchRequest = wire::parse_json(&body)?;
+            let id = RequestId::given_or_new(req.request_id.clone())?;
+            wire::prepare_batch(c, role, &req, &rules.limits).map_err(named(&id))?;
+            (id, Route::Write, None)
+        }
+    };
     Ok(Checked {
-        endpoint: Endpoint::Query,
-        kind: prepared.route(),
-        mode: req.mode,
+        endpoint,
         request_id,
         body,
+        kind,
+        mode,
     })
 }
 
-fn transaction(
-    rules: &Rules<'_>,
-    role: Role,
-    body: actix_web::web::Bytes,
-) -> Result<Checked, ApiError> {
-    let req: TransactionRequest = wire::parse_json(&body)?;
-    let request_id = RequestId::given_or_new(req.request_id)?;
-    let named = |e: ApiError| e.with_request_id(request_id.as_str());
-    let max = rules.max_tx_statements;
-    if req.statements.is_empty() || req.statements.len() > max {
-        return Err(named(ApiError::new(
-            ErrorCode::BadRequest,
-            format!("a transaction holds 1 to {max} statements"),
-        )));
-    }
-    for (i, s) in req.statements.into_iter().enumerate() {
-        wire::prepare_for(rules.classifier, role, &s.sql, s.params, rules.max_params)
-            .and_then(|p| Ok(p.statement().check_in_transaction()?))
-            .map_err(|e| named(e.with_statement_index(i)))?;
-    }
-    Ok(Checked {
-        endpoint: Endpoint::Transaction,
-        kind: Route::Write,
-        mode: None,
-        request_id,
-        body,
-    })
+/// Names the request in an error.
+fn named(id: &RequestId) -> impl Fn(ApiError) -> ApiError + '_ {
+    move |e| e.with_request_id(id.as_str())
 }
 
 #[cfg(test)]
@@ -150,8 +138,11 @@ mod tests {
     fn rules(c: &Classifier) -> Rules<'_> {
         Rules {
             classifier: c,
-            max_params: 2,
-            max_tx_statements: 2,
+            limits: wire::Limits {
+                max_params: 2,
+                max_tx_statements: 2,
+                max_batch_sets: 2,
+            },
         }
     }
 

@@ -505,16 +505,21 @@ fn proxy_state(cluster: &Cluster, extra: &[(&str, &str)]) -> proxy::startup::Sta
 
 /// Runs one write-account statement on the manager through `execute::query`.
 async fn exec_write(state: &proxy::startup::State, sql: &str) -> Result<Value, String> {
-    let work =
-        sqlgate::wire::prepare_for(&state.classifier, sqlgate::Role::Admin, sql, vec![], 100)
-            .map_err(|e| e.to_string())?;
+    let work = sqlgate::wire::prepare_for(
+        &state.classifier,
+        sqlgate::Role::Admin,
+        sql,
+        &Default::default(),
+        100,
+    )
+    .map_err(|e| e.to_string())?;
     let ask = proxy::route::Ask {
         route: sqlgate::Route::Write,
         mode: sqlgate::Mode::Direct,
         after_gtid: None,
         ping_tolerance: Duration::from_micros(100),
     };
-    match proxy::execute::query(state, &work, &ask, &mut |_| {}).await {
+    match proxy::execute::query(state, &work, &ask, None, &mut |_| {}).await {
         Ok(a) => Ok(json!(a.result.rows)),
         Err(e) => Err(e.to_string()),
     }
@@ -556,11 +561,25 @@ async fn a_request_dropped_mid_statement_is_killed_and_its_connection_discarded(
     ]
     .iter()
     .map(|sql| {
-        sqlgate::wire::prepare_for(&state.classifier, sqlgate::Role::Write, sql, vec![], 100)
-            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        sqlgate::wire::prepare_for(
+            &state.classifier,
+            sqlgate::Role::Write,
+            sql,
+            &Default::default(),
+            100,
+        )
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
     })
     .collect();
-    let tx = proxy::execute::transaction(&state, &stmts, "ac-drop");
+    let ask = proxy::route::Ask {
+        route: sqlgate::Route::Write,
+        mode: sqlgate::Mode::Direct,
+        after_gtid: None,
+        ping_tolerance: Duration::from_micros(100),
+    };
+    let options = proxy::execute::TxOptions::default();
+    let mut seen = |_: &str| {};
+    let tx = proxy::execute::transaction(&state, &stmts, &options, &ask, "ac-drop", &mut seen);
     let dropped = tokio::time::timeout(Duration::from_millis(700), tx).await;
     assert!(dropped.is_err(), "finished before it was dropped");
     let killed = eventually(Duration::from_millis(1000), || {
@@ -1411,4 +1430,63 @@ async fn refusing_half_closed_connections_makes_a_gone_client_kill_its_statement
         "not killed even with half-closed connections refused"
     );
     assert!(!lock_used(cluster, "ac_half"), "its lock is held");
+}
+
+/// A read-only transaction stays read-only on the servers even when a write reaches it (the
+/// gatekeeper's and the proxy's checks bypassed, as a fooled classifier would): the read account
+/// runs it, inside `START TRANSACTION READ ONLY`, on a `read_only` worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_transaction_cannot_write_whatever_its_statements_say() {
+    let _turn = serial().await;
+    let cluster = Cluster::shared();
+    let state = proxy_state(cluster, &[]);
+    let s = stack(Options::default()).await;
+    let t = table(&s, "ac_ro").await;
+    admin(&s, &format!("INSERT INTO {t} VALUES (1, 'kept')")).await;
+    cluster.wait_replicated().unwrap();
+    let write = sqlgate::wire::prepare_for(
+        &state.classifier,
+        sqlgate::Role::Write,
+        &format!("UPDATE {t} SET v = 'written' WHERE id = 1"),
+        &Default::default(),
+        100,
+    )
+    .unwrap();
+    for mode in [sqlgate::Mode::Direct, sqlgate::Mode::Random] {
+        let ask = proxy::route::Ask {
+            route: sqlgate::Route::Read,
+            mode,
+            after_gtid: None,
+            ping_tolerance: Duration::from_micros(100),
+        };
+        let options = proxy::execute::TxOptions {
+            read_only: true,
+            ..Default::default()
+        };
+        let mut seen = |_: &str| {};
+        let outcome = proxy::execute::transaction(
+            &state,
+            std::slice::from_ref(&write),
+            &options,
+            &ask,
+            "ac-ro",
+            &mut seen,
+        )
+        .await;
+        let e = match outcome {
+            Ok(a) => panic!(
+                "{mode:?}: a write ran in a read-only transaction on {}",
+                a.placed.node.name()
+            ),
+            Err(e) => e.into_api("ac-ro"),
+        };
+        assert_eq!(e.code(), sqlgate::ErrorCode::SqlError, "{mode:?}: {e}");
+    }
+    cluster.wait_replicated().unwrap();
+    for node in ["manager", "worker-1", "worker-2"] {
+        let v = cluster
+            .root_sql(node, &format!("SELECT v FROM {t} WHERE id = 1"))
+            .unwrap();
+        assert_eq!(v.trim(), "kept", "{node}");
+    }
 }

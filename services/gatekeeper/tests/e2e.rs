@@ -431,7 +431,7 @@ async fn garbage_never_gives_5xx_or_kills_a_service() {
         b"[]".to_vec(),
         b"{\"sql\":null}".to_vec(),
         b"{\"sql\":\"\\u0000\"}".to_vec(),
-        b"{\"sql\":\"SELECT 1\",\"params\":{}}".to_vec(),
+        b"{\"sql\":\"SELECT 1\",\"params\":{\"a\":{}}}".to_vec(),
         b"{\"sql\":\"\xff\xfe\"}".to_vec(),
         vec![0xff; 300],
         "{\"sql\":\"SELECT '\u{1F600}' /*\"}".as_bytes().to_vec(),

@@ -38,6 +38,7 @@ pub const MAX_PARAMS: &str = "PROXY_MAX_PARAMS";
 pub const MAX_ROWS: &str = "PROXY_MAX_ROWS";
 pub const MAX_RESULT_BYTES: &str = "PROXY_MAX_RESULT_BYTES";
 pub const MAX_TX_STATEMENTS: &str = "PROXY_MAX_TX_STATEMENTS";
+pub const MAX_BATCH_SETS: &str = "PROXY_MAX_BATCH_SETS";
 pub const HTTP_WORKERS: &str = "PROXY_HTTP_WORKERS";
 pub const RTT_PROBE: &str = "PROXY_RTT_PROBE";
 pub const CONN_RECYCLE_BYTES: &str = "PROXY_CONN_RECYCLE_BYTES";
@@ -176,6 +177,7 @@ pub struct Limits {
     pub max_rows: usize,
     pub max_result_bytes: usize,
     pub max_tx_statements: usize,
+    pub max_batch_sets: usize,
 }
 
 /// Everything the proxy needs to start.
@@ -319,6 +321,11 @@ impl Config {
                 max_rows: get_or(env, MAX_ROWS, defaults::MAX_ROWS)?,
                 max_result_bytes: get_or(env, MAX_RESULT_BYTES, defaults::MAX_RESULT_BYTES)?,
                 max_tx_statements: get_or(env, MAX_TX_STATEMENTS, 100)?,
+                max_batch_sets: get_or(
+                    env,
+                    MAX_BATCH_SETS,
+                    sqlgate::config::DEFAULT_MAX_BATCH_SETS,
+                )?,
             },
             rtt_probe: match get_or(env, RTT_PROBE, "auto".to_string())?.as_str() {
                 "auto" => RttProbe::Auto,

@@ -9,7 +9,8 @@ use mysql_async::consts::{ColumnType as T, StatusFlags};
 use mysql_async::prelude::{Protocol, Queryable};
 use mysql_async::{Conn, Params, QueryResult, SessionStateChange};
 use serde_json::Value as Json;
-use sqlgate::wire::{int_value, Column, StatementResult};
+use sqlgate::params::Param;
+use sqlgate::wire::{int_value, Column, Database, StatementResult};
 use std::future::Future;
 use std::time::Duration;
 
@@ -110,27 +111,47 @@ pub async fn within<T, E>(
     }
 }
 
-/// Converts JSON params to MySQL values (shape already checked: scalars only).
-pub fn bind(params: &[Json]) -> Params {
+/// Converts checked params to MySQL values, each with the type the server is told.
+pub fn bind(params: &[Param]) -> Params {
     if params.is_empty() {
         return Params::Empty;
     }
-    Params::Positional(
-        params
-            .iter()
-            .map(|p| match p {
-                Json::Null => mysql_async::Value::NULL,
-                Json::Bool(b) => mysql_async::Value::Int(i64::from(*b)),
-                Json::Number(n) => n
-                    .as_i64()
-                    .map(mysql_async::Value::Int)
-                    .or_else(|| n.as_u64().map(mysql_async::Value::UInt))
-                    .unwrap_or_else(|| mysql_async::Value::Double(n.as_f64().unwrap_or(0.0))),
-                Json::String(s) => mysql_async::Value::Bytes(s.clone().into_bytes()),
-                Json::Array(_) | Json::Object(_) => mysql_async::Value::NULL,
-            })
-            .collect(),
-    )
+    Params::Positional(params.iter().map(value).collect())
+}
+
+fn value(p: &Param) -> mysql_async::Value {
+    use mysql_async::Value as V;
+    match p {
+        Param::Null => V::NULL,
+        Param::Int(i) => V::Int(*i),
+        Param::UInt(u) => V::UInt(*u),
+        Param::Double(d) => V::Double(*d),
+        Param::Text(s) => V::Bytes(s.clone().into_bytes()),
+        Param::Bytes(b) => V::Bytes(b.clone()),
+        Param::DateTime {
+            year,
+            month,
+            day,
+            hour,
+            minute,
+            second,
+            micro,
+        } => V::Date(*year, *month, *day, *hour, *minute, *second, *micro),
+        Param::Time {
+            negative,
+            hours,
+            minute,
+            second,
+            micro,
+        } => V::Time(
+            *negative,
+            hours / 24,
+            (hours % 24) as u8,
+            *minute,
+            *second,
+            *micro,
+        ),
+    }
 }
 
 /// The write's own GTID, from the session state the server sent in the OK packet that
@@ -172,6 +193,21 @@ fn own_gtids(payload: &[u8]) -> Option<String> {
     }
     let text = mysql_common::io::ParseBuf(rest).checked_eat_lenenc_str()?;
     Some(String::from_utf8_lossy(text).trim().to_string())
+}
+
+/// Makes `database` the session's default schema for this request: `USE` with the checked name
+/// backquoted (`Database` admits no backquote). The flag is set before anything is sent, so
+/// the connection is cleaned with COM_CHANGE_USER whatever happens (`PooledConn::clean`).
+pub async fn use_database(
+    conn: &mut PooledConn,
+    database: Option<&Database>,
+) -> Result<(), ExecError> {
+    let Some(db) = database else {
+        return Ok(());
+    };
+    conn.schema_selected = true;
+    conn.conn.query_drop(format!("USE `{db}`")).await?;
+    Ok(())
 }
 
 /// Waits until the replica behind `conn` has applied `gtid`, at most `timeout`. Returns false on
@@ -221,7 +257,7 @@ pub struct Executed {
 pub async fn run(
     conn: &mut Conn,
     sql: &str,
-    params: &[Json],
+    params: &[Param],
     limits: &Limits,
 ) -> Result<Executed, ExecError> {
     let mut out = match conn.prep(sql).await {
@@ -653,15 +689,22 @@ mod tests {
 
     #[test]
     fn params_bind_as_typed_values() {
-        let p = bind(&[
+        let typed = |t: &str, v: &str| serde_json::json!({"type": t, "value": v});
+        let given = [
             Json::Null,
             Json::from(true),
             Json::from(-3),
             Json::from(u64::MAX),
             Json::from(1.5),
             Json::from("x'; DROP"),
-        ]);
-        let Params::Positional(v) = p else {
+            typed("decimal", "1.10"),
+            typed("binary", "AP8="),
+            typed("datetime", "2024-02-29T01:02:03.000004"),
+            typed("date", "2024-02-29"),
+            typed("time", "-49:02:03.5"),
+        ];
+        let params = sqlgate::wire::check_params(&given, 20).unwrap();
+        let Params::Positional(v) = bind(&params) else {
             panic!("positional")
         };
         assert_eq!(
@@ -672,7 +715,12 @@ mod tests {
                 V::Int(-3),
                 V::UInt(u64::MAX),
                 V::Double(1.5),
-                V::Bytes(b"x'; DROP".to_vec())
+                V::Bytes(b"x'; DROP".to_vec()),
+                V::Bytes(b"1.10".to_vec()),
+                V::Bytes(vec![0, 255]),
+                V::Date(2024, 2, 29, 1, 2, 3, 4),
+                V::Date(2024, 2, 29, 0, 0, 0, 0),
+                V::Time(true, 2, 1, 2, 3, 500_000),
             ]
         );
     }

@@ -9,7 +9,7 @@ use crate::node::{Cluster, Node};
 use crate::pool::{Lease, PooledConn};
 use crate::route::{self, Ask, Plan};
 use crate::startup::State;
-use sqlgate::wire::{Prepared, StatementResult};
+use sqlgate::wire::{Database, Isolation, Prepared, StatementResult};
 use sqlgate::{ApiError, ErrorCode, Role};
 use std::sync::Arc;
 
@@ -22,25 +22,37 @@ pub struct Answer {
     pub fallback: Option<String>,
 }
 
-/// What running a statement on one node gave.
-enum Ran {
-    Done(db::Executed),
+/// What running work on one node gave.
+enum Ran<T> {
+    Done(T),
     /// The worker had not applied the read's `after_gtid` in time; nothing was executed.
     NotCaughtUp,
 }
 
-/// Runs one statement as the plan says. `node_seen` is told each node tried, for the log line.
-pub async fn query(
+/// Where a request ran: the node, and why not on a worker when a read's mode asked for one.
+pub struct Placed {
+    pub node: Arc<Node>,
+    pub fallback: Option<String>,
+}
+
+/// Runs `attempt` where `route::plan` says, and follows the plan when that fails: once more on
+/// another node when no connection could be had (nothing reached a server), and on the manager
+/// when the worker had not applied `after_gtid` in time. `node_seen` is told each node tried,
+/// for the log line.
+async fn follow<T, Fut>(
     state: &State,
-    work: &Prepared,
     ask: &Ask<'_>,
     node_seen: &mut dyn FnMut(&str),
-) -> Result<Answer, ProxyError> {
+    mut attempt: impl FnMut(Arc<Node>, Plan) -> Fut,
+) -> Result<(T, Placed), ProxyError>
+where
+    Fut: std::future::Future<Output = Result<Ran<T>, ProxyError>>,
+{
     let cluster: &Cluster = &state.cluster;
     let mut plan = route::plan(ask, &cluster.view(), None);
     let mut node = cluster.get(plan.node).clone();
     node_seen(node.name());
-    let mut ran = run_once(state, &node, work, &plan).await;
+    let mut ran = attempt(node.clone(), plan.clone()).await;
     if plan.retry_elsewhere && ran.as_ref().is_err_and(ProxyError::retryable_read) {
         log::warn!(
             "Read could not get a connection, retrying on another node node={} error={}",
@@ -53,27 +65,48 @@ pub async fn query(
         plan = route::plan(ask, &cluster.view(), Some(plan.node));
         node = cluster.get(plan.node).clone();
         node_seen(node.name());
-        ran = run_once(state, &node, work, &plan).await;
+        ran = attempt(node.clone(), plan.clone()).await;
     }
     if matches!(ran, Ok(Ran::NotCaughtUp)) {
         plan = route::after_lag(&cluster.view(), plan.node, state.config.gtid_wait);
         node = cluster.get(plan.node).clone();
         node_seen(node.name());
-        ran = run_once(state, &node, work, &plan).await;
+        ran = attempt(node.clone(), plan.clone()).await;
     }
     match ran? {
-        Ran::Done(done) => Ok(Answer {
-            result: done.result,
-            gtid: if work.route() == sqlgate::Route::Write {
-                done.gtid
-            } else {
-                None
+        Ran::Done(done) => Ok((
+            done,
+            Placed {
+                node,
+                fallback: plan.fallback,
             },
-            node,
-            fallback: plan.fallback,
-        }),
+        )),
         Ran::NotCaughtUp => Err(ProxyError::Unexpected("the manager cannot lag".into())),
     }
+}
+
+/// Runs one statement as the plan says, with `database` as its default schema.
+pub async fn query(
+    state: &State,
+    work: &Prepared,
+    ask: &Ask<'_>,
+    database: Option<&Database>,
+    node_seen: &mut dyn FnMut(&str),
+) -> Result<Answer, ProxyError> {
+    let (done, placed) = follow(state, ask, node_seen, |node, plan| async move {
+        run_once(state, &node, work, &plan, database).await
+    })
+    .await?;
+    Ok(Answer {
+        result: done.result,
+        gtid: if work.route() == sqlgate::Route::Write {
+            done.gtid
+        } else {
+            None
+        },
+        node: placed.node,
+        fallback: placed.fallback,
+    })
 }
 
 /// Leases a connection of `node` as the work's account (a failure here reached no server).
@@ -93,7 +126,8 @@ async fn run_once(
     node: &Arc<Node>,
     work: &Prepared,
     plan: &Plan,
-) -> Result<Ran, ProxyError> {
+    database: Option<&Database>,
+) -> Result<Ran<db::Executed>, ProxyError> {
     let _busy = node.begin();
     let mut lease = lease(state, node, work.account()).await?;
     let killer = lease.conn().killer();
@@ -106,6 +140,7 @@ async fn run_once(
         ExecError::Deadline,
         async {
             let c = lease.conn();
+            db::use_database(c, database).await?;
             if let Some(g) = &plan.wait_for {
                 if !db::wait_for_gtid(c, g, cfg.gtid_wait).await? {
                     return Ok(Ran::NotCaughtUp);
@@ -131,8 +166,30 @@ fn mark<T>(conn: &mut PooledConn, killed: bool, outcome: &Result<T, ExecError>) 
     }
 }
 
-/// Runs `statements` in one transaction on the manager, as the greatest of their accounts: all
-/// committed, or none. Everything before COMMIT shares the transaction's deadline
+/// How a transaction runs, besides its statements.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TxOptions<'a> {
+    /// The default schema of its statements.
+    pub database: Option<&'a Database>,
+    /// `START TRANSACTION READ ONLY, WITH CONSISTENT SNAPSHOT`, as the read account, on the
+    /// node the plan (a read's) chooses: the server refuses any write in it, whatever the
+    /// classifier thought of the statements.
+    pub read_only: bool,
+    /// `SET TRANSACTION ISOLATION LEVEL …` before it starts (for this transaction only).
+    pub isolation: Option<Isolation>,
+}
+
+/// What a transaction gave.
+pub struct TxAnswer {
+    pub results: Vec<StatementResult>,
+    /// After one that wrote: the GTID the server reported with its COMMIT.
+    pub gtid: Option<String>,
+    pub placed: Placed,
+}
+
+/// Runs `statements` in one transaction: all committed, or none. A read-write one runs on the
+/// manager as the greatest of its statements' accounts; a read-only one where `ask` (a read)
+/// plans it, as the read account. Everything before COMMIT shares the transaction's deadline
 /// (`PROXY_TRANSACTION_TIMEOUT_MS`): past it the connection is killed, which rolls the
 /// transaction back. COMMIT, once sent, is never killed on that account: the server may be
 /// committing, and a kill would not undo it. It gets the statement deadline; a COMMIT that does
@@ -140,41 +197,79 @@ fn mark<T>(conn: &mut PooledConn, killed: bool, outcome: &Result<T, ExecError>) 
 pub async fn transaction(
     state: &State,
     statements: &[Prepared],
+    options: &TxOptions<'_>,
+    ask: &Ask<'_>,
     request_id: &str,
-) -> Result<(Arc<Node>, Vec<StatementResult>), ProxyError> {
-    let account = statements
-        .iter()
-        .map(Prepared::account)
-        .max()
-        .unwrap_or(Role::Read);
-    let node = state.cluster.manager.clone();
+    node_seen: &mut dyn FnMut(&str),
+) -> Result<TxAnswer, ProxyError> {
+    let account = if options.read_only {
+        Role::Read
+    } else {
+        statements
+            .iter()
+            .map(Prepared::account)
+            .max()
+            .unwrap_or(Role::Read)
+    };
+    let ((results, gtid), placed) = follow(state, ask, node_seen, |node, plan| async move {
+        transaction_on(
+            state, &node, &plan, statements, options, account, request_id,
+        )
+        .await
+    })
+    .await?;
+    Ok(TxAnswer {
+        results,
+        gtid: if options.read_only { None } else { gtid },
+        placed,
+    })
+}
+
+/// One attempt of `transaction`, on `node` as `plan` says.
+async fn transaction_on(
+    state: &State,
+    node: &Arc<Node>,
+    plan: &Plan,
+    statements: &[Prepared],
+    options: &TxOptions<'_>,
+    account: Role,
+    request_id: &str,
+) -> Result<Ran<(Vec<StatementResult>, Option<String>)>, ProxyError> {
     let _busy = node.begin();
-    let mut lease = lease(state, &node, account).await?;
+    let mut lease = lease(state, node, account).await?;
     let killer = lease.conn().killer();
     let kill_limit = lease.kill_limit();
     let deadline = tokio::time::Instant::now() + state.config.transaction_timeout;
     lease.set_busy(true);
     let conn = lease.conn();
     let mut received = 0;
-    let outcome = run_transaction(
-        state,
-        conn,
-        &Steps {
-            killer: &killer,
-            kill_limit,
-            deadline,
-        },
+    let steps = Steps {
+        killer: &killer,
+        kill_limit,
+        deadline,
+    };
+    let work = Transaction {
         statements,
-        &mut received,
+        options,
+        wait_for: plan.wait_for.as_deref(),
         request_id,
-    )
-    .await;
+    };
+    let outcome = run_transaction(state, conn, &steps, &work, &mut received).await;
     conn.touch(received.max(256));
     if outcome.as_ref().is_err_and(ProxyError::breaks_connection) {
         conn.broken = true;
     }
     lease.set_busy(false);
-    outcome.map(|results| (node, results))
+    outcome
+}
+
+/// What `run_transaction` runs.
+struct Transaction<'a> {
+    statements: &'a [Prepared],
+    options: &'a TxOptions<'a>,
+    /// A worker must have applied this before the transaction starts.
+    wait_for: Option<&'a str>,
+    request_id: &'a str,
 }
 
 /// How each step of a transaction is bounded.
@@ -227,12 +322,12 @@ async fn run_transaction(
     state: &State,
     conn: &mut PooledConn,
     steps: &Steps<'_>,
-    statements: &[Prepared],
+    work: &Transaction<'_>,
     received: &mut usize,
-    request_id: &str,
-) -> Result<Vec<StatementResult>, ProxyError> {
+) -> Result<Ran<(Vec<StatementResult>, Option<String>)>, ProxyError> {
     use mysql_async::prelude::Queryable;
     let cfg = &state.config;
+    let request_id = work.request_id;
     // A failure names its statement; one of the transaction itself (START, COMMIT) does not.
     // A lost connection or a passed deadline stays as it is, so the connection is discarded.
     let fail = |index: Option<usize>, e: ExecError| -> ProxyError {
@@ -245,14 +340,28 @@ async fn run_transaction(
             None => api,
         })
     };
-    steps
+    let caught_up = steps
         .run(cfg.statement_timeout, async {
-            Ok(conn.conn.query_drop("START TRANSACTION").await?)
+            db::use_database(conn, work.options.database).await?;
+            if let Some(g) = work.wait_for {
+                if !db::wait_for_gtid(conn, g, cfg.gtid_wait).await? {
+                    return Ok(false);
+                }
+            }
+            if let Some(level) = work.options.isolation {
+                let set = format!("SET TRANSACTION ISOLATION LEVEL {}", level.sql());
+                conn.conn.query_drop(set).await?;
+            }
+            conn.conn.query_drop(start_sql(work.options)).await?;
+            Ok(true)
         })
         .await
         .map_err(|e| fail(None, e))?;
-    let mut results = Vec::with_capacity(statements.len());
-    for (i, s) in statements.iter().enumerate() {
+    if !caught_up {
+        return Ok(Ran::NotCaughtUp);
+    }
+    let mut results = Vec::with_capacity(work.statements.len());
+    for (i, s) in work.statements.iter().enumerate() {
         let done = steps
             .run(
                 cfg.statement_timeout,
@@ -287,8 +396,19 @@ async fn run_transaction(
     )
     .await;
     match (committed, killed) {
-        (Ok(()), _) => Ok(results),
+        (Ok(()), _) => Ok(Ran::Done((results, db::gtid_from_ok(&conn.conn)))),
         (Err(_), true) => Err(ProxyError::Exec(ExecError::CommitUnknown)),
         (Err(e), false) => Err(fail(None, e)),
+    }
+}
+
+/// The statement that opens the transaction. A read-only one also takes its snapshot at once,
+/// so every statement sees the same point in time (under REPEATABLE READ; the other levels
+/// ignore it).
+fn start_sql(options: &TxOptions<'_>) -> &'static str {
+    if options.read_only {
+        "START TRANSACTION READ ONLY, WITH CONSISTENT SNAPSHOT"
+    } else {
+        "START TRANSACTION"
     }
 }

@@ -122,13 +122,14 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Counts a finished `/query` or `/transaction` (other routes are not counted), from what the
+    /// Counts a finished `/query`, `/transaction` or `/batch` (other routes are not counted), from what the
     /// request log recorded: one place for the log line and the metrics
     /// (`sqlgate::request_log`).
     pub fn observe(&self, done: &Finished<'_>) {
         let endpoint = match done.route {
             Some("/query") => "query",
             Some("/transaction") => "transaction",
+            Some("/batch") => "batch",
             _ => return,
         };
         let f = done.fields;

@@ -117,6 +117,9 @@ pub struct PooledConn {
     /// pool never hands out a dirty connection (`Manager::recycle`), whatever happened to the
     /// task that was to clean it.
     dirty: bool,
+    /// Set when a request chose a default schema (`db::use_database`): COM_RESET_CONNECTION
+    /// keeps it, so `clean` uses COM_CHANGE_USER, which also clears it.
+    pub schema_selected: bool,
 }
 
 impl PooledConn {
@@ -129,8 +132,9 @@ impl PooledConn {
 
     /// Returns the session to its configured state, whatever the last statement did: an open
     /// transaction is rolled back, locks (`GET_LOCK`, table locks) released, user and session
-    /// variables, temporary tables and prepared statements dropped (COM_RESET_CONNECTION);
-    /// then the session settings are applied again. A connection that cannot be reset is
+    /// variables, temporary tables and prepared statements dropped (COM_RESET_CONNECTION, or
+    /// COM_CHANGE_USER after a request chose a default schema); then the session settings are
+    /// applied again. A connection that cannot be reset is
     /// marked broken, and the pool discards it.
     /// The reset gets at most `limit`: a node that stops answering costs this connection, not a
     /// connection stuck in cleaning forever.
@@ -139,14 +143,27 @@ impl PooledConn {
             return;
         }
         let reset = async {
-            match self.conn.reset().await {
+            let supported = if self.schema_selected {
+                // Logs in again as the same account: everything a reset does, and the default
+                // schema cleared.
+                self.conn
+                    .change_user(Default::default())
+                    .await
+                    .map(|()| true)
+            } else {
+                self.conn.reset().await
+            };
+            match supported {
                 Ok(true) => self.conn.query_drop(&self.session_sql).await.map(|()| true),
                 Ok(false) => Ok(false),
                 Err(e) => Err(e),
             }
         };
         match tokio::time::timeout(limit, reset).await {
-            Ok(Ok(true)) => self.dirty = false,
+            Ok(Ok(true)) => {
+                self.dirty = false;
+                self.schema_selected = false;
+            }
             Ok(Ok(false)) => {
                 log::error!("The server does not support COM_RESET_CONNECTION; discarding");
                 self.broken = true;
@@ -279,6 +296,7 @@ impl managed::Manager for Manager {
             received: 0,
             broken: false,
             dirty: false,
+            schema_selected: false,
         })
     }
 

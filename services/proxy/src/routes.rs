@@ -1,4 +1,4 @@
-//! The proxy's HTTP endpoints: `/query`, `/transaction`, `/health`, `/ready`, `/metrics`.
+//! The proxy's HTTP endpoints: `/query`, `/transaction`, `/batch`, `/health`, `/ready`, `/metrics`.
 
 //! Handlers only parse, call and reply: the routing policy is `route`, carrying it out is
 //! `execute`.
@@ -11,10 +11,10 @@ use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use serde_json::{json, Value as Json};
 use sqlgate::request_log::{self, annotate};
 use sqlgate::wire::{
-    self, Prepared, QueryRequest, RequestId, RowShape, TransactionRequest, TypedQueryResponse,
-    TypedTransactionResponse,
+    self, BatchRequest, Database, QueryRequest, RequestId, RowShape, SetResult, TransactionRequest,
+    TypedBatchResponse, TypedQueryResponse, TypedTransactionResponse,
 };
-use sqlgate::{ApiError, ErrorCode, Role};
+use sqlgate::{ApiError, ErrorCode, Mode, Role, Route};
 use std::time::Instant;
 use subtle::ConstantTimeEq;
 
@@ -24,6 +24,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     use sqlgate::error::route;
     route(cfg, "/query", web::post().to(query));
     route(cfg, "/transaction", web::post().to(transaction));
+    route(cfg, "/batch", web::post().to(batch));
     route(cfg, "/health", web::get().to(health));
     route(cfg, "/ready", web::get().to(ready));
     route(cfg, "/metrics", web::get().to(metrics));
@@ -116,16 +117,28 @@ fn reply<T: serde::Serialize>(
     response
 }
 
-/// Parses and checks one statement with its params, and the key's role against it again (the
-/// gatekeeper did; the proxy does not rely on it).
-fn prepare(state: &State, role: Role, sql: &str, params: Vec<Json>) -> Result<Prepared, ApiError> {
-    wire::prepare_for(
-        &state.classifier,
-        role,
-        sql,
-        params,
-        state.config.limits.max_params,
-    )
+/// The limits both services apply to a request's statements.
+fn limits(state: &State) -> wire::Limits {
+    let l = &state.config.limits;
+    wire::Limits {
+        max_params: l.max_params,
+        max_tx_statements: l.max_tx_statements,
+        max_batch_sets: l.max_batch_sets,
+    }
+}
+
+/// A request's `database` must be one of the application schemas (`PROXY_APP_SCHEMAS`), the
+/// ones the accounts are granted on; the servers' grants hold without this check.
+fn check_database(state: &State, database: Option<&Database>) -> Result<(), ApiError> {
+    match database {
+        Some(db) if !state.config.app_schemas.iter().any(|s| s == db.as_str()) => {
+            Err(ApiError::new(
+                ErrorCode::Forbidden,
+                format!("database `{db}` is not an application schema"),
+            ))
+        }
+        _ => Ok(()),
+    }
 }
 
 async fn read_body<T: serde::de::DeserializeOwned>(
@@ -168,10 +181,8 @@ async fn handle_query(
     let body: QueryRequest = read_body(req, payload, state).await?;
     body_request_id(req, request_id, body.request_id.as_deref())?;
     let role = header_role(req)?;
-    let prepared = prepare(state, role, &body.sql, body.params)?;
-    if let Some(g) = &body.after_gtid {
-        wire::check_gtid(g)?;
-    }
+    let prepared = wire::prepare_query(&state.classifier, role, &body, &limits(state))?;
+    check_database(state, body.database.as_ref())?;
     let mode = body.mode.unwrap_or(state.config.default_mode);
     annotate(req, |f| {
         f.role = Some(role);
@@ -184,7 +195,7 @@ async fn handle_query(
         after_gtid: body.after_gtid.as_deref(),
         ping_tolerance: state.config.ping_tolerance,
     };
-    let answer = execute::query(state, &prepared, &ask, &mut |n| {
+    let answer = execute::query(state, &prepared, &ask, body.database.as_ref(), &mut |n| {
         annotate(req, |f| f.node = Some(n.to_string()))
     })
     .await?;
@@ -221,37 +232,113 @@ async fn handle_transaction(
 ) -> Result<TypedTransactionResponse, ProxyError> {
     let body: TransactionRequest = read_body(req, payload, state).await?;
     body_request_id(req, request_id, body.request_id.as_deref())?;
-    let max = state.config.limits.max_tx_statements;
-    if body.statements.is_empty() || body.statements.len() > max {
-        return Err(ApiError::new(
-            ErrorCode::BadRequest,
-            format!("a transaction holds 1 to {max} statements"),
-        )
-        .into());
-    }
     let role = header_role(req)?;
+    let prepared = wire::prepare_transaction(&state.classifier, role, &body, &limits(state))?;
+    check_database(state, body.database.as_ref())?;
+    let read_only = body.read_only.unwrap_or(false);
+    let (route, mode) = if read_only {
+        (Route::Read, body.mode.unwrap_or(state.config.default_mode))
+    } else {
+        (Route::Write, Mode::Direct)
+    };
     annotate(req, |f| {
         f.role = Some(role);
-        f.kind = Some(sqlgate::Route::Write);
-        f.mode = Some(sqlgate::Mode::Direct);
+        f.kind = Some(route);
+        f.mode = Some(mode);
     });
-    let mut prepared = Vec::with_capacity(body.statements.len());
-    for (i, s) in body.statements.into_iter().enumerate() {
-        let p = prepare(state, role, &s.sql, s.params)
-            .and_then(|p| Ok(p.statement().check_in_transaction().map(|()| p)?))
-            .map_err(|e| e.with_statement_index(i))?;
-        prepared.push(p);
-    }
-    let manager = state.cluster.manager.name().to_string();
-    annotate(req, |f| f.node = Some(manager));
+    let ask = Ask {
+        route,
+        mode,
+        after_gtid: body.after_gtid.as_deref(),
+        ping_tolerance: state.config.ping_tolerance,
+    };
+    let options = execute::TxOptions {
+        database: body.database.as_ref(),
+        read_only,
+        isolation: body.isolation,
+    };
+    let answer = execute::transaction(
+        state,
+        &prepared,
+        &options,
+        &ask,
+        request_id.as_str(),
+        &mut |n| annotate(req, |f| f.node = Some(n.to_string())),
+    )
+    .await?;
     let shape = RowShape::new(body.format, body.include_metadata);
-    let (node, results) = execute::transaction(state, &prepared, request_id.as_str()).await?;
-    let results = results.into_iter().map(|r| shape.render(r)).collect();
     Ok(TypedTransactionResponse {
         request_id: request_id.to_string(),
-        node: node.name().to_string(),
-        role: node.role,
-        results,
+        node: answer.placed.node.name().to_string(),
+        role: answer.placed.node.role,
+        fallback: answer.placed.fallback,
+        results: answer
+            .results
+            .into_iter()
+            .map(|r| shape.render(r))
+            .collect(),
+        gtid: answer.gtid,
+        duration_ms: started.elapsed().as_secs_f64() * 1e3,
+    })
+}
+
+async fn batch(req: HttpRequest, payload: web::Payload, state: web::Data<State>) -> HttpResponse {
+    let started = Instant::now();
+    let mut request_id = start(&req);
+    let result = handle_batch(&req, payload, &state, &mut request_id, started).await;
+    reply(&req, &request_id, result)
+}
+
+/// One statement per parameter set, all in one transaction on the manager.
+async fn handle_batch(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &State,
+    request_id: &mut RequestId,
+    started: Instant,
+) -> Result<TypedBatchResponse, ProxyError> {
+    let body: BatchRequest = read_body(req, payload, state).await?;
+    body_request_id(req, request_id, body.request_id.as_deref())?;
+    let role = header_role(req)?;
+    let prepared = wire::prepare_batch(&state.classifier, role, &body, &limits(state))?;
+    check_database(state, body.database.as_ref())?;
+    annotate(req, |f| {
+        f.role = Some(role);
+        f.kind = Some(Route::Write);
+        f.mode = Some(Mode::Direct);
+    });
+    let ask = Ask {
+        route: Route::Write,
+        mode: Mode::Direct,
+        after_gtid: None,
+        ping_tolerance: state.config.ping_tolerance,
+    };
+    let options = execute::TxOptions {
+        database: body.database.as_ref(),
+        ..Default::default()
+    };
+    let answer = execute::transaction(
+        state,
+        &prepared,
+        &options,
+        &ask,
+        request_id.as_str(),
+        &mut |n| annotate(req, |f| f.node = Some(n.to_string())),
+    )
+    .await?;
+    Ok(TypedBatchResponse {
+        request_id: request_id.to_string(),
+        node: answer.placed.node.name().to_string(),
+        role: answer.placed.node.role,
+        results: answer
+            .results
+            .into_iter()
+            .map(|r| SetResult {
+                rows_affected: r.rows_affected,
+                last_insert_id: r.last_insert_id,
+            })
+            .collect(),
+        gtid: answer.gtid,
         duration_ms: started.elapsed().as_secs_f64() * 1e3,
     })
 }

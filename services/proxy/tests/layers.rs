@@ -19,6 +19,7 @@ const LIMITS: Limits = Limits {
     max_rows: 1000,
     max_result_bytes: 1 << 20,
     max_tx_statements: 10,
+    max_batch_sets: 10,
 };
 
 /// A connection as the proxy's pool makes it, as `role`'s account.

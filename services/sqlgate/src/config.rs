@@ -47,6 +47,9 @@ pub const DEFAULT_MAX_PARAMS: usize = 1000;
 /// Statements per `/transaction` (400): a transaction holds a connection to the manager for its
 /// whole length, so it stays short.
 pub const DEFAULT_MAX_TX_STATEMENTS: usize = 100;
+/// Parameter sets per `/batch` (400): a batch is one transaction on the manager, so it stays
+/// bounded; 1,000 small rows fit in the default body limit.
+pub const DEFAULT_MAX_BATCH_SETS: usize = 1000;
 /// SQL texts whose classification each service remembers (`Classifier`): applications repeat a
 /// few hundred parameterised statements, and an entry is at most a few KiB.
 pub const CLASSIFIER_CACHE_ENTRIES: usize = 1024;

@@ -92,6 +92,62 @@ pub fn check(sql: &str) -> Result<Shape, Ambiguity> {
     Ok(shape)
 }
 
+/// A text whose `:name` placeholders were rewritten to `?`, with the names in order of
+/// appearance (a name used twice appears twice).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Named {
+    pub sql: String,
+    pub names: Vec<String>,
+}
+
+/// Rewrites each `:name` placeholder (`:` then a letter or `_`, then letters, digits, `_`) to
+/// `?`, with the same scan as `check`: inside a string literal, a quoted identifier or a comment
+/// it is text, not a placeholder. A `:` right after a word byte or another `:` (`a:b`, `::x`),
+/// and `:=`, are left as they are. The caller classifies the rewritten text, so what the server
+/// receives is what was checked.
+pub fn rewrite_named(sql: &str) -> Result<Named, Ambiguity> {
+    let b = sql.as_bytes();
+    let mut out = String::with_capacity(sql.len());
+    let mut names = Vec::new();
+    let (mut i, mut copied) = (0, 0);
+    while i < b.len() {
+        match b[i] {
+            b'\'' | b'"' => i = skip_string(b, i)?,
+            b'`' => i = skip_identifier(b, i)?,
+            b'#' => i = skip_line_comment(sql, i)?,
+            b'-' if b.get(i + 1) == Some(&b'-')
+                && matches!(b.get(i + 2), None | Some(b' ' | b'\t' | b'\n' | b'\r')) =>
+            {
+                i = skip_line_comment(sql, i)?
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') => i = skip_block_comment(sql, i)?,
+            b':' if placeholder_starts(b, i) => {
+                let end = b[i + 1..]
+                    .iter()
+                    .position(|c| !(c.is_ascii_alphanumeric() || *c == b'_'))
+                    .map_or(b.len(), |n| i + 1 + n);
+                out.push_str(&sql[copied..i]);
+                out.push('?');
+                names.push(sql[i + 1..end].to_string());
+                copied = end;
+                i = end;
+            }
+            _ => i += 1,
+        }
+    }
+    out.push_str(&sql[copied..]);
+    Ok(Named { sql: out, names })
+}
+
+/// Whether the `:` at `i` starts a `:name` placeholder.
+fn placeholder_starts(b: &[u8], i: usize) -> bool {
+    let after = b
+        .get(i + 1)
+        .is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_');
+    let before = i > 0 && (is_word_byte(b[i - 1]) || b[i - 1] == b':');
+    after && !before
+}
+
 /// A byte that can end an identifier or a number (what a literal prefix is made of).
 fn is_word_byte(c: u8) -> bool {
     c.is_ascii_alphanumeric() || c == b'_' || c == b'$'
@@ -188,6 +244,35 @@ fn comment_byte(sql: &str, i: usize) -> Result<(), Ambiguity> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn named_placeholders_are_rewritten_outside_literals_and_comments() {
+        let n = rewrite_named(
+            "SELECT :id, ':id', \":x\", `:y`, /* :c */ :id2 -- :d\n FROM t WHERE a = :id # :e",
+        )
+        .unwrap();
+        assert_eq!(
+            n.sql,
+            "SELECT ?, ':id', \":x\", `:y`, /* :c */ ? -- :d\n FROM t WHERE a = ? # :e"
+        );
+        assert_eq!(n.names, ["id", "id2", "id"]);
+        for plain in [
+            "SELECT @a := 1",
+            "SELECT a:b",
+            "SELECT ::x",
+            "SELECT :1",
+            "SELECT ':x'",
+        ] {
+            let n = rewrite_named(plain).unwrap();
+            assert_eq!((n.sql.as_str(), n.names.len()), (plain, 0), "{plain}");
+        }
+        let n = rewrite_named("SELECT :_a1,:b").unwrap();
+        assert_eq!(
+            (n.sql.as_str(), &n.names[..]),
+            ("SELECT ?,?", &["_a1".to_string(), "b".into()][..])
+        );
+        assert!(rewrite_named("SELECT ':x").is_err(), "unterminated literal");
+    }
 
     #[test]
     fn cases() {

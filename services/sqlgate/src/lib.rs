@@ -5,6 +5,7 @@ pub mod body;
 pub mod config;
 pub mod error;
 pub mod lexer;
+pub mod params;
 pub mod request_log;
 pub mod statement;
 pub mod tls;

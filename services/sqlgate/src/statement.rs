@@ -356,6 +356,9 @@ const PURE_FUNCTIONS: &[&str] = &[
     "UNCOMPRESS",
     "UNCOMPRESSED_LENGTH",
     "VERSION",
+    // the session's default schema (a request's `database`)
+    "DATABASE",
+    "SCHEMA",
 ];
 
 /// First keywords no key may send, with what the error calls them.

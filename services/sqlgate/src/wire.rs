@@ -4,6 +4,7 @@
 //! validated values (`RequestId`, `Gtid`, `Prepared`) and the limit checks both apply.
 
 use crate::error::{ApiError, ErrorCode};
+use crate::params::{Param, Params};
 use crate::statement::{Classifier, Role, Route, Statement};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -48,12 +49,12 @@ pub const MAX_REQUEST_ID_LEN: usize = 128;
 #[serde(deny_unknown_fields)]
 pub struct QueryRequest {
     pub sql: String,
-    #[serde(
-        default,
-        skip_serializing_if = "Vec::is_empty",
-        deserialize_with = "integer_checked"
-    )]
-    pub params: Vec<Value>,
+    /// Values for `?` placeholders (an array) or `:name` ones (an object): `crate::params`.
+    #[serde(default, skip_serializing_if = "Params::is_empty")]
+    pub params: Params,
+    /// The default schema for the statement's unqualified names (`database`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<Database>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<Mode>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -164,12 +165,8 @@ pub struct ShapedResult {
 #[serde(deny_unknown_fields)]
 pub struct TxStatement {
     pub sql: String,
-    #[serde(
-        default,
-        skip_serializing_if = "Vec::is_empty",
-        deserialize_with = "integer_checked"
-    )]
-    pub params: Vec<Value>,
+    #[serde(default, skip_serializing_if = "Params::is_empty")]
+    pub params: Params,
 }
 
 /// `POST /transaction`: statements run in order on the manager, committed together or not at all.
@@ -179,11 +176,200 @@ pub struct TransactionRequest {
     pub statements: Vec<TxStatement>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+    /// As in `QueryRequest`, for every statement.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<Database>,
     /// As in `QueryRequest`, for every statement's rows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<RowFormat>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub include_metadata: Option<bool>,
+    /// Only reads, in a read-only transaction (`START TRANSACTION READ ONLY`) that may run on a
+    /// worker, chosen by `mode` and `after_gtid` as a `/query` read is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_only: Option<bool>,
+    /// The transaction's isolation level (the server's default when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub isolation: Option<Isolation>,
+    /// With `read_only` only: as in `QueryRequest`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<Mode>,
+    /// With `read_only` only: as in `QueryRequest`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after_gtid: Option<String>,
+}
+
+/// A transaction's isolation level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Isolation {
+    ReadUncommitted,
+    ReadCommitted,
+    RepeatableRead,
+    Serializable,
+}
+
+impl Isolation {
+    /// The level as SQL names it (`SET TRANSACTION ISOLATION LEVEL …`).
+    pub fn sql(self) -> &'static str {
+        match self {
+            Isolation::ReadUncommitted => "READ UNCOMMITTED",
+            Isolation::ReadCommitted => "READ COMMITTED",
+            Isolation::RepeatableRead => "REPEATABLE READ",
+            Isolation::Serializable => "SERIALIZABLE",
+        }
+    }
+}
+
+/// The limits `prepare_query`, `prepare_transaction` and `prepare_batch` apply.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_params: usize,
+    pub max_tx_statements: usize,
+    pub max_batch_sets: usize,
+}
+
+/// Checks a `/query` body for a key with `role` (both services): its `after_gtid`, `database`
+/// and statement. Returns the statement as it will run.
+pub fn prepare_query(
+    classifier: &Classifier,
+    role: Role,
+    req: &QueryRequest,
+    limits: &Limits,
+) -> Result<Prepared, ApiError> {
+    if let Some(g) = &req.after_gtid {
+        check_gtid(g)?;
+    }
+    if let Some(db) = &req.database {
+        db.check_policy()?;
+    }
+    prepare_for(classifier, role, &req.sql, &req.params, limits.max_params)
+}
+
+/// Checks a `/transaction` body for a key with `role` (both services): 1 to
+/// `max_tx_statements` statements, each allowed in a transaction and to the key; with
+/// `read_only`, each a read; `mode` and `after_gtid` only with `read_only`. An error about a
+/// statement names its index.
+pub fn prepare_transaction(
+    classifier: &Classifier,
+    role: Role,
+    req: &TransactionRequest,
+    limits: &Limits,
+) -> Result<Vec<Prepared>, ApiError> {
+    let max = limits.max_tx_statements;
+    if req.statements.is_empty() || req.statements.len() > max {
+        return Err(bad(format!("a transaction holds 1 to {max} statements")));
+    }
+    let read_only = req.read_only.unwrap_or(false);
+    if !read_only && (req.mode.is_some() || req.after_gtid.is_some()) {
+        return Err(bad(
+            "mode and after_gtid choose a worker, which only a read_only transaction may use",
+        ));
+    }
+    if let Some(g) = &req.after_gtid {
+        check_gtid(g)?;
+    }
+    if let Some(db) = &req.database {
+        db.check_policy()?;
+    }
+    req.statements
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            prepare_in_transaction(classifier, role, s, read_only, limits)
+                .map_err(|e| e.with_statement_index(i))
+        })
+        .collect()
+}
+
+/// One statement of a `/transaction`, checked as `prepare_transaction` says.
+fn prepare_in_transaction(
+    classifier: &Classifier,
+    role: Role,
+    s: &TxStatement,
+    read_only: bool,
+    limits: &Limits,
+) -> Result<Prepared, ApiError> {
+    let p = prepare_for(classifier, role, &s.sql, &s.params, limits.max_params)?;
+    p.statement().check_in_transaction()?;
+    if read_only && p.route() != Route::Read {
+        return Err(bad(format!(
+            "a read_only transaction holds only reads, and this is not one ({})",
+            p.statement()
+                .write_reason()
+                .unwrap_or("not provably read-only")
+        )));
+    }
+    Ok(p)
+}
+
+/// `POST /batch`: one data change run once per parameter set, in one transaction on the
+/// manager: every set applied, or none (the RDS Data API's BatchExecuteStatement).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BatchRequest {
+    pub sql: String,
+    /// One `params` per run: each an array (`?`) or an object (`:name`).
+    pub param_sets: Vec<Params>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<Database>,
+}
+
+/// What one parameter set of a batch did.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SetResult {
+    pub rows_affected: u64,
+    pub last_insert_id: Option<u64>,
+}
+
+/// 200 answer of `POST /batch`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BatchResponse<R = String> {
+    pub request_id: String,
+    pub node: String,
+    pub role: R,
+    /// One per parameter set, in order.
+    pub results: Vec<SetResult>,
+    /// The committed transaction's GTID, for a later read's `after_gtid`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gtid: Option<String>,
+    pub duration_ms: f64,
+}
+
+/// Checks a `/batch` body for a key with `role` (both services): 1 to `max_batch_sets` sets, a
+/// data change (INSERT, UPDATE, DELETE, REPLACE) the key may send, each set matching its
+/// placeholders. Returns one prepared statement per set; an error about a set names its index
+/// (`error.statement_index`).
+pub fn prepare_batch(
+    classifier: &Classifier,
+    role: Role,
+    req: &BatchRequest,
+    limits: &Limits,
+) -> Result<Vec<Prepared>, ApiError> {
+    let max = limits.max_batch_sets;
+    if req.param_sets.is_empty() || req.param_sets.len() > max {
+        return Err(bad(format!("a batch holds 1 to {max} param_sets")));
+    }
+    if let Some(db) = &req.database {
+        db.check_policy()?;
+    }
+    req.param_sets
+        .iter()
+        .enumerate()
+        .map(|(i, params)| {
+            let p = prepare_for(classifier, role, &req.sql, params, limits.max_params)
+                .map_err(|e| e.with_statement_index(i))?;
+            if p.statement().category() != crate::statement::Category::Dml {
+                return Err(bad(
+                    "a batch runs one data change (INSERT, UPDATE, DELETE, REPLACE); \
+                     send reads to /query and other statements on their own",
+                ));
+            }
+            Ok(p)
+        })
+        .collect()
 }
 
 /// Header carrying the internal token the gatekeeper proves itself with (`PROXY_TOKEN`).
@@ -198,36 +384,6 @@ pub const REQUEST_ID_HEADER: &str = "X-Request-Id";
 pub const KEY_ID_HEADER: &str = "X-Sqlgate-Key-Id";
 /// Response header naming the node that executed the statement.
 pub const NODE_HEADER: &str = "X-Sqlgate-Node";
-
-/// Deserializes `params`, refusing integer literals outside the 64-bit range: `serde_json`
-/// would otherwise read them as doubles and bind a rounded value.
-fn integer_checked<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Value>, D::Error> {
-    use serde::de::Error;
-    let raw: Vec<Box<serde_json::value::RawValue>> = Deserialize::deserialize(d)?;
-    raw.iter()
-        .enumerate()
-        .map(|(i, r)| {
-            let text = r.get();
-            let v: Value = serde_json::from_str(text).map_err(D::Error::custom)?;
-            let integer_literal = text
-                .strip_prefix('-')
-                .unwrap_or(text)
-                .bytes()
-                .all(|b| b.is_ascii_digit());
-            if matches!(&v, Value::Number(n) if n.is_f64()) && integer_literal {
-                // `-0` is an integer literal that serde_json reads as a double.
-                if let Ok(n) = text.parse::<i64>() {
-                    return Ok(Value::from(n));
-                }
-                return Err(D::Error::custom(format!(
-                    "params[{i}] = {text} is outside the range of 64-bit integers \
-                     (send it as a string to compare with DECIMAL columns)"
-                )));
-            }
-            Ok(v)
-        })
-        .collect()
-}
 
 /// A result column: its name and the MySQL type name.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -305,7 +461,13 @@ pub struct TransactionResponse<R = String, T = StatementResult> {
     pub request_id: String,
     pub node: String,
     pub role: R,
+    /// Why a read_only transaction did not run on a worker as its mode asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<String>,
     pub results: Vec<T>,
+    /// After a transaction that wrote: its GTID, for a later read's `after_gtid`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gtid: Option<String>,
     pub duration_ms: f64,
 }
 
@@ -313,6 +475,8 @@ pub struct TransactionResponse<R = String, T = StatementResult> {
 pub type TypedQueryResponse = QueryResponse<Route, NodeRole, ShapedResult>;
 /// The answer of `POST /transaction` with its `role` typed.
 pub type TypedTransactionResponse = TransactionResponse<NodeRole, ShapedResult>;
+/// The answer of `POST /batch` with its `role` typed.
+pub type TypedBatchResponse = BatchResponse<NodeRole>;
 
 fn bad(msg: impl Into<String>) -> ApiError {
     ApiError::new(ErrorCode::BadRequest, msg)
@@ -358,47 +522,88 @@ pub fn check_gtid(gtid: &str) -> Result<(), ApiError> {
     }
 }
 
-/// Checks `params`: at most `max` scalar values (null, boolean, number, string).
-pub fn check_params(params: &[Value], max: usize) -> Result<(), ApiError> {
-    if params.len() > max {
-        return Err(ApiError::new(
-            ErrorCode::InvalidParams,
-            format!("{} params given, at most {max} allowed", params.len()),
-        ));
-    }
-    if let Some(i) = params
+fn invalid_params(msg: impl Into<String>) -> ApiError {
+    ApiError::new(ErrorCode::InvalidParams, msg)
+}
+
+/// Checks the number of `params` (at most `max`) and turns each into the value to bind
+/// (`Param::from_json`: scalars, typed values), positional ones in their order.
+pub fn check_params(params: &[Value], max: usize) -> Result<Vec<Param>, ApiError> {
+    check_count(params.len(), max)?;
+    params
         .iter()
-        .position(|v| matches!(v, Value::Array(_) | Value::Object(_)))
-    {
-        return Err(ApiError::new(
-            ErrorCode::InvalidParams,
-            format!("params[{i}] must be null, a boolean, a number or a string"),
-        ));
+        .enumerate()
+        .map(|(i, v)| Param::from_json(v).map_err(|e| invalid_params(format!("params[{i}]: {e}"))))
+        .collect()
+}
+
+fn check_count(given: usize, max: usize) -> Result<(), ApiError> {
+    if given > max {
+        return Err(invalid_params(format!(
+            "{given} params given, at most {max} allowed"
+        )));
     }
     Ok(())
 }
 
-/// Classifies `sql` and checks its `params` against the placeholders. Does not check the key's
-/// role: `prepare_for`, which does everything, is the one way in.
+/// Classifies `sql` and checks its `params` against the placeholders; returns the statement and
+/// the values to bind, in placeholder order. Named params: the text's `:name` placeholders are
+/// rewritten to `?` (`lexer::rewrite_named`, never inside literals or comments) and the
+/// rewritten text is what is classified, and later sent. Does not check the key's role:
+/// `prepare_for`, which does everything, is the one way in.
 fn prepare(
     classifier: &Classifier,
     sql: &str,
-    params: &[Value],
+    params: &Params,
     max_params: usize,
-) -> Result<Statement, ApiError> {
-    check_params(params, max_params)?;
-    let stmt = classifier.parse(sql)?;
-    if stmt.placeholders() != params.len() {
-        return Err(ApiError::new(
-            ErrorCode::InvalidParams,
-            format!(
-                "the statement has {} placeholders but {} params were given",
-                stmt.placeholders(),
-                params.len()
-            ),
-        ));
+) -> Result<(Statement, Vec<Param>), ApiError> {
+    match params {
+        Params::Positional(values) => {
+            let bound = check_params(values, max_params)?;
+            let stmt = classifier.parse(sql)?;
+            if stmt.placeholders() != values.len() {
+                let hint = crate::lexer::rewrite_named(sql)
+                    .ok()
+                    .and_then(|n| n.names.into_iter().next())
+                    .map(|n| format!(" (it uses :{n}: send params as an object)"))
+                    .unwrap_or_default();
+                return Err(invalid_params(format!(
+                    "the statement has {} placeholders but {} params were given{hint}",
+                    stmt.placeholders(),
+                    values.len()
+                )));
+            }
+            Ok((stmt, bound))
+        }
+        Params::Named(entries) => {
+            check_count(entries.len(), max_params)?;
+            let named = crate::lexer::rewrite_named(sql)
+                .map_err(|e| crate::statement::SqlError::Ambiguous(e.to_string()))?;
+            let stmt = classifier.parse(&named.sql)?;
+            if stmt.placeholders() != named.names.len() {
+                return Err(invalid_params(
+                    "the statement mixes ? and :name placeholders: use one kind",
+                ));
+            }
+            let value = |name: &str| entries.iter().find(|(k, _)| k == name).map(|(_, v)| v);
+            if let Some((extra, _)) = entries.iter().find(|(k, _)| !named.names.contains(k)) {
+                return Err(invalid_params(format!(
+                    "params names `{extra}`, which the statement does not use"
+                )));
+            }
+            let bound = named
+                .names
+                .iter()
+                .map(|n| {
+                    let v = value(n).ok_or_else(|| {
+                        invalid_params(format!("the statement uses :{n} but params has no `{n}`"))
+                    })?;
+                    Param::from_json(v).map_err(|e| invalid_params(format!("params.{n}: {e}")))
+                })
+                .collect::<Result<_, _>>()?;
+            Ok((stmt, bound))
+        }
     }
-    Ok(stmt)
 }
 
 /// One statement that passed every check for the key that sent it, and the database account it
@@ -406,7 +611,7 @@ fn prepare(
 #[derive(Debug, Clone, PartialEq)]
 pub struct Prepared {
     statement: Statement,
-    params: Vec<Value>,
+    params: Vec<Param>,
     account: Role,
 }
 
@@ -425,8 +630,8 @@ impl Prepared {
         self.statement.route()
     }
 
-    /// The values for the placeholders, as many as there are placeholders, all scalars.
-    pub fn params(&self) -> &[Value] {
+    /// The values for the placeholders, in placeholder order, as many as there are.
+    pub fn params(&self) -> &[Param] {
         &self.params
     }
 
@@ -437,22 +642,22 @@ impl Prepared {
         self.account
     }
 
-    pub fn into_parts(self) -> (Statement, Vec<Value>) {
+    pub fn into_parts(self) -> (Statement, Vec<Param>) {
         (self.statement, self.params)
     }
 }
 
 /// What both services do with every statement before anything else: classify `sql` (lexer
-/// check, one statement, deny-list), check `params` (scalars, at most `max_params`, one per
-/// placeholder), check the policy of the key's `role`, and choose the account it runs as.
+/// check, one statement, deny-list), check `params` (scalars or typed values, at most
+/// `max_params`, one per placeholder, named ones by name), check the policy of the key's `role`, and choose the account it runs as.
 pub fn prepare_for(
     classifier: &Classifier,
     role: Role,
     sql: &str,
-    params: Vec<Value>,
+    params: &Params,
     max_params: usize,
 ) -> Result<Prepared, ApiError> {
-    let statement = prepare(classifier, sql, &params, max_params)?;
+    let (statement, params) = prepare(classifier, sql, params, max_params)?;
     statement.check_role(role)?;
     let account = statement.account().min(role);
     Ok(Prepared {
@@ -540,6 +745,55 @@ checked_string!(
     Gtid,
     check_gtid
 );
+
+checked_string!(
+    /// A `database`: the default schema of a request's statements, 1 to 64 characters of
+    /// `[A-Za-z0-9_$]` (always sent backquoted, so no quoting question arises).
+    Database,
+    check_database
+);
+
+/// Longest schema name MySQL accepts.
+pub const MAX_DATABASE_LEN: usize = 64;
+
+/// The schemas no request may make its default: the servers' own. (The proxy also requires an
+/// application schema, `PROXY_APP_SCHEMAS`, and the accounts' grants hold without either.)
+pub const SYSTEM_SCHEMAS: [&str; 4] = ["mysql", "information_schema", "performance_schema", "sys"];
+
+/// Checks a `database` name's shape.
+pub fn check_database(name: &str) -> Result<(), ApiError> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_DATABASE_LEN
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'$');
+    if ok {
+        Ok(())
+    } else {
+        Err(bad(format!(
+            "database must be 1 to {MAX_DATABASE_LEN} characters of [A-Za-z0-9_$]"
+        )))
+    }
+}
+
+impl Database {
+    /// Refuses a server's own schema (403), in both services.
+    pub fn check_policy(&self) -> Result<(), ApiError> {
+        if SYSTEM_SCHEMAS
+            .iter()
+            .any(|s| s.eq_ignore_ascii_case(&self.0))
+        {
+            return Err(ApiError::new(
+                ErrorCode::Forbidden,
+                format!(
+                    "database `{}` is a system schema; only application schemas may be the default",
+                    self.0
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
 
 impl RequestId {
     /// A fresh request id: 16 random hex characters.
@@ -813,7 +1067,8 @@ mod tests {
     #[test]
     fn prepare_for_checks_everything_and_chooses_the_account() {
         let c = Classifier::new(1024, 16);
-        let ok = |role, sql: &str, params: Vec<Value>| prepare_for(&c, role, sql, params, 3);
+        let ok =
+            |role, sql: &str, params: Vec<Value>| prepare_for(&c, role, sql, &params.into(), 3);
         let p = ok(Role::Admin, "SELECT ?", vec![Value::from(1)]).unwrap();
         assert_eq!(
             p.account(),
@@ -822,7 +1077,7 @@ mod tests {
         );
         assert_eq!(
             (p.route(), p.sql(), p.params()),
-            (Route::Read, "SELECT ?", &[Value::from(1)][..])
+            (Route::Read, "SELECT ?", &[crate::params::Param::Int(1)][..])
         );
         let p = ok(Role::Admin, "INSERT INTO app.t VALUES (1)", vec![]).unwrap();
         assert_eq!((p.account(), p.route()), (Role::Write, Route::Write));
