@@ -23,24 +23,59 @@ pub struct Answer {
 }
 
 /// What running a statement on one node gave.
-enum Ran {
-    Done(db::Executed),
+pub enum Ran<T> {
+    Done(T),
     /// The worker had not applied the read's `after_gtid` in time; nothing was executed.
     NotCaughtUp,
 }
 
-/// Runs one statement as the plan says. `node_seen` is told each node tried, for the log line.
-pub async fn query(
+impl<T> Ran<T> {
+    /// The output of a completed run, changed by `f`.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Ran<U> {
+        match self {
+            Ran::Done(t) => Ran::Done(f(t)),
+            Ran::NotCaughtUp => Ran::NotCaughtUp,
+        }
+    }
+}
+
+/// One attempt at a `/query`'s statement on the node a plan chose: collected for the JSON
+/// answer (`Collected`), or streamed (`crate::stream`). `follow` makes the attempts.
+pub(crate) trait Attempt {
+    /// What a successful attempt gives.
+    type Output;
+    /// Runs the statement on `node` as `plan` says. A failure to get a connection must come
+    /// back as `ProxyError::NodeUnavailable` (nothing reached a server, so a read may go
+    /// elsewhere); a worker behind the plan's GTID as `Ran::NotCaughtUp`.
+    async fn run(
+        &mut self,
+        state: &State,
+        node: &Arc<Node>,
+        plan: &Plan,
+    ) -> Result<Ran<Self::Output>, ProxyError>;
+}
+
+/// What the attempt that completed gave, where it ran and under which plan.
+pub(crate) struct Followed<T> {
+    pub output: T,
+    pub node: Arc<Node>,
+    pub plan: Plan,
+}
+
+/// Follows the routing plan for `ask`: the planned node, then (a read that reached no server)
+/// once another, then (a worker that had not caught up) the manager. `node_seen` is told each
+/// node tried, for the log line.
+pub(crate) async fn follow<A: Attempt, N: FnMut(&str) + ?Sized>(
     state: &State,
-    work: &Prepared,
     ask: &Ask<'_>,
-    node_seen: &mut dyn FnMut(&str),
-) -> Result<Answer, ProxyError> {
+    node_seen: &mut N,
+    attempt: &mut A,
+) -> Result<Followed<A::Output>, ProxyError> {
     let cluster: &Cluster = &state.cluster;
     let mut plan = route::plan(ask, &cluster.view(), None);
     let mut node = cluster.get(plan.node).clone();
     node_seen(node.name());
-    let mut ran = run_once(state, &node, work, &plan).await;
+    let mut ran = attempt.run(state, &node, &plan).await;
     if plan.retry_elsewhere && ran.as_ref().is_err_and(ProxyError::retryable_read) {
         log::warn!(
             "Read could not get a connection, retrying on another node node={} error={}",
@@ -53,31 +88,60 @@ pub async fn query(
         plan = route::plan(ask, &cluster.view(), Some(plan.node));
         node = cluster.get(plan.node).clone();
         node_seen(node.name());
-        ran = run_once(state, &node, work, &plan).await;
+        ran = attempt.run(state, &node, &plan).await;
     }
     if matches!(ran, Ok(Ran::NotCaughtUp)) {
         plan = route::after_lag(&cluster.view(), plan.node, state.config.gtid_wait);
         node = cluster.get(plan.node).clone();
         node_seen(node.name());
-        ran = run_once(state, &node, work, &plan).await;
+        ran = attempt.run(state, &node, &plan).await;
     }
     match ran? {
-        Ran::Done(done) => Ok(Answer {
-            result: done.result,
-            gtid: if work.route() == sqlgate::Route::Write {
-                done.gtid
-            } else {
-                None
-            },
-            node,
-            fallback: plan.fallback,
-        }),
+        Ran::Done(output) => Ok(Followed { output, node, plan }),
         Ran::NotCaughtUp => Err(ProxyError::Unexpected("the manager cannot lag".into())),
     }
 }
 
+/// Runs one statement as the plan says, its result collected in memory (the JSON answer).
+pub async fn query(
+    state: &State,
+    work: &Prepared,
+    ask: &Ask<'_>,
+    node_seen: &mut dyn FnMut(&str),
+) -> Result<Answer, ProxyError> {
+    let done = follow(state, ask, node_seen, &mut Collected { work }).await?;
+    Ok(Answer {
+        result: done.output.result,
+        gtid: if work.route() == sqlgate::Route::Write {
+            done.output.gtid
+        } else {
+            None
+        },
+        node: done.node,
+        fallback: done.plan.fallback,
+    })
+}
+
+/// The JSON answer's attempt: the whole result in memory, within the limits.
+struct Collected<'a> {
+    work: &'a Prepared,
+}
+
+impl Attempt for Collected<'_> {
+    type Output = db::Executed;
+
+    async fn run(
+        &mut self,
+        state: &State,
+        node: &Arc<Node>,
+        plan: &Plan,
+    ) -> Result<Ran<db::Executed>, ProxyError> {
+        run_once(state, node, self.work, plan).await
+    }
+}
+
 /// Leases a connection of `node` as the work's account (a failure here reached no server).
-async fn lease(state: &State, node: &Node, account: Role) -> Result<Lease, ProxyError> {
+pub async fn lease(state: &State, node: &Node, account: Role) -> Result<Lease, ProxyError> {
     node.lease(account, state.config.connect_timeout)
         .await
         .map_err(|detail| ProxyError::NodeUnavailable {
@@ -93,7 +157,7 @@ async fn run_once(
     node: &Arc<Node>,
     work: &Prepared,
     plan: &Plan,
-) -> Result<Ran, ProxyError> {
+) -> Result<Ran<db::Executed>, ProxyError> {
     let _busy = node.begin();
     let mut lease = lease(state, node, work.account()).await?;
     let killer = lease.conn().killer();
@@ -125,7 +189,7 @@ async fn run_once(
 }
 
 /// A killed connection, or one whose state is unknown, never goes back to the pool.
-fn mark<T>(conn: &mut PooledConn, killed: bool, outcome: &Result<T, ExecError>) {
+pub fn mark<T>(conn: &mut PooledConn, killed: bool, outcome: &Result<T, ExecError>) {
     if killed || outcome.as_ref().is_err_and(ExecError::breaks_connection) {
         conn.broken = true;
     }

@@ -7,6 +7,7 @@ pub mod error;
 pub mod lexer;
 pub mod request_log;
 pub mod statement;
+pub mod stream;
 pub mod tls;
 pub mod wire;
 
