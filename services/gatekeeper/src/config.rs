@@ -20,6 +20,7 @@ pub const MAX_TX_STATEMENTS: &str = "GATEKEEPER_MAX_TX_STATEMENTS";
 pub const MAX_BATCH_SETS: &str = "GATEKEEPER_MAX_BATCH_SETS";
 pub const CONNECT_TIMEOUT_MS: &str = "GATEKEEPER_CONNECT_TIMEOUT_MS";
 pub const TIMEOUT_MS: &str = "GATEKEEPER_TIMEOUT_MS";
+pub const STREAM_TIMEOUT_MS: &str = "GATEKEEPER_STREAM_TIMEOUT_MS";
 pub const RATE_LIMIT_RPS: &str = "GATEKEEPER_RATE_LIMIT_RPS";
 pub const RATE_LIMIT_BURST: &str = "GATEKEEPER_RATE_LIMIT_BURST";
 pub const HTTP_WORKERS: &str = "GATEKEEPER_HTTP_WORKERS";
@@ -43,6 +44,10 @@ pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 1000;
 /// Above the proxy's `/transaction` limit (20 s), so that a transaction never commits after
 /// the client was told it timed out (security.md, time limits).
 pub const DEFAULT_TIMEOUT_MS: u64 = 30_000;
+/// A streamed `/query` (ndjson) is bounded by the proxy's `PROXY_STREAM_TIMEOUT_MS` (120 s),
+/// which ends it with an error line; this is a little longer so the client gets that line
+/// rather than a stream cut by the gatekeeper.
+pub const DEFAULT_STREAM_TIMEOUT_MS: u64 = 130_000;
 /// Per-key requests per second (429 beyond): more than one tenant's interactive use needs,
 /// less than what lets one key starve the others. The burst defaults to the same value.
 pub const DEFAULT_RATE_LIMIT_RPS: u32 = 1000;
@@ -84,6 +89,9 @@ pub struct Config {
     pub connect_timeout: Duration,
     /// How long to wait for the proxy's whole answer (then 504).
     pub timeout: Duration,
+    /// How long a streamed `/query` (ndjson) may take, its last line included; past it the
+    /// stream ends with an error line.
+    pub stream_timeout: Duration,
     /// Requests per second per key (0 disables the limit).
     pub rate_limit_rps: u32,
     pub rate_limit_burst: u32,
@@ -119,6 +127,7 @@ impl Config {
             max_batch_sets: get_or(env, MAX_BATCH_SETS, DEFAULT_MAX_BATCH_SETS)?,
             connect_timeout: millis(env, CONNECT_TIMEOUT_MS, DEFAULT_CONNECT_TIMEOUT_MS)?,
             timeout: millis(env, TIMEOUT_MS, DEFAULT_TIMEOUT_MS)?,
+            stream_timeout: millis(env, STREAM_TIMEOUT_MS, DEFAULT_STREAM_TIMEOUT_MS)?,
             rate_limit_rps,
             rate_limit_burst: get_or(env, RATE_LIMIT_BURST, rate_limit_rps.max(1))?,
             tls: sqlgate::tls::identity_from_env(env, TLS_CERT, TLS_KEY, PLAIN_HTTP)?,
@@ -166,6 +175,7 @@ mod tests {
             (PROXY_URL, "ftp://x"),
             (LISTEN, "nope"),
             (TIMEOUT_MS, "0"),
+            (STREAM_TIMEOUT_MS, "0"),
             (PLAIN_HTTP, "true"),
             (PLAIN_HTTP, "yes"),
             (HTTP_WORKERS, "0"),

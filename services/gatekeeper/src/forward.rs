@@ -1,28 +1,38 @@
 //! Forwards a checked request to the proxy over a pooled keep-alive HTTPS connection, with the
 //! internal token, the key's id and role and the request id; never the API key. The body goes
-//! as it was checked, not re-encoded (docs/decisions.md §24).
+//! as it was checked, not re-encoded (docs/decisions.md §24). A streamed `/query` (ndjson)
+//! gets its own time limit and its body is relayed as it comes, never collected.
 
 use crate::auth::Identity;
 use crate::config::{Config, PROXY_POOL_IDLE_TIMEOUT, PROXY_POOL_MAX_IDLE, PROXY_READY_TIMEOUT};
 use crate::validate::{Checked, Endpoint};
 use actix_web::http::StatusCode;
 use actix_web::web::Bytes;
-use reqwest::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::header::{HeaderValue, ACCEPT, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::Url;
 use sqlgate::error::ErrorBody;
+use sqlgate::stream as ndjson;
 use sqlgate::wire::{KEY_ID_HEADER, NODE_HEADER, REQUEST_ID_HEADER, ROLE_HEADER, TOKEN_HEADER};
 use sqlgate::{ApiError, ErrorCode};
 
 /// What the proxy answered, to be relayed as it is.
 pub struct Upstream {
     pub status: StatusCode,
-    pub body: Bytes,
+    pub body: Body,
     /// The node that executed the statement, when the proxy says.
     pub node: Option<String>,
     /// The proxy's `Retry-After`, on 429 and 503.
     pub retry_after: Option<u64>,
     /// The error code of an error answer, for the request log.
     pub code: Option<ErrorCode>,
+}
+
+/// The body of the proxy's answer.
+pub enum Body {
+    /// A JSON answer or error, read whole.
+    Whole(Bytes),
+    /// A streamed answer (`200`, ndjson): the response, its body not yet read.
+    Stream(reqwest::Response),
 }
 
 /// The client for the proxy, with its pool of keep-alive connections. Each HTTP worker has its
@@ -37,6 +47,8 @@ pub struct Forwarder {
     ready: Url,
     /// `X-Sqlgate-Token`'s value, built once and marked sensitive (never printed by `http`).
     token: HeaderValue,
+    /// The limit of a streamed `/query`, instead of the client's own (`Config::timeout`).
+    stream_timeout: std::time::Duration,
 }
 
 impl Forwarder {
@@ -69,19 +81,30 @@ impl Forwarder {
             batch: url(Endpoint::Batch.path())?,
             ready: url("/ready")?,
             token,
+            stream_timeout: config.stream_timeout,
         })
     }
 
-    /// Sends `checked` to the proxy for `who`.
-    pub async fn forward(&self, checked: &Checked, who: &Identity) -> Result<Upstream, ApiError> {
+    /// Sends `checked` to the proxy for `who`; `streamed` asks for the ndjson form (a `/query`
+    /// whose client asked for it).
+    pub async fn forward(
+        &self,
+        checked: &Checked,
+        who: &Identity,
+        streamed: bool,
+    ) -> Result<Upstream, ApiError> {
         let url = match checked.endpoint() {
             Endpoint::Query => &self.query,
             Endpoint::Transaction => &self.transaction,
             Endpoint::Batch => &self.batch,
         };
-        let resp = self
-            .client
-            .post(url.clone())
+        let mut req = self.client.post(url.clone());
+        if streamed {
+            req = req
+                .header(ACCEPT, HeaderValue::from_static(ndjson::CONTENT_TYPE))
+                .timeout(self.stream_timeout);
+        }
+        let resp = req
             .header(TOKEN_HEADER, self.token.clone())
             .header(REQUEST_ID_HEADER, checked.request_id().as_str())
             .header(KEY_ID_HEADER, &*who.key_id)
@@ -103,6 +126,15 @@ impl Forwarder {
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok());
+        if status == StatusCode::OK && is_ndjson(&resp) {
+            return Ok(Upstream {
+                status,
+                body: Body::Stream(resp),
+                node,
+                retry_after,
+                code: None,
+            });
+        }
         let body = resp.bytes().await.map_err(upstream_error)?;
         if status == StatusCode::UNAUTHORIZED {
             log::error!("Proxy refused the internal token: check GATEKEEPER_PROXY_TOKEN");
@@ -127,7 +159,7 @@ impl Forwarder {
         };
         Ok(Upstream {
             status,
-            body,
+            body: Body::Whole(body),
             node,
             retry_after,
             code,
@@ -145,6 +177,49 @@ impl Forwarder {
             .map_err(upstream_error)?;
         Ok(resp.status().is_success())
     }
+}
+
+/// Whether the proxy answered with a stream.
+fn is_ndjson(resp: &reqwest::Response) -> bool {
+    resp.headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with(ndjson::CONTENT_TYPE))
+}
+
+/// A streamed answer's body as it comes from the proxy. If the proxy's stream fails (it went
+/// away, the stream's time limit passed), the stream ends with an error line of the
+/// gatekeeper's own, after a newline if the failure cut a line: no done line, so the client
+/// knows it is incomplete.
+pub fn relay_lines(
+    resp: reqwest::Response,
+    request_id: String,
+) -> impl futures_util::Stream<Item = Result<Bytes, std::convert::Infallible>> {
+    use futures_util::StreamExt;
+    let chunks = Box::pin(resp.bytes_stream());
+    futures_util::stream::unfold(Some((chunks, true)), move |state| {
+        let request_id = request_id.clone();
+        async move {
+            let (mut chunks, at_line_start) = state?;
+            match chunks.next().await? {
+                Ok(chunk) => {
+                    let ends_line = chunk.last().map_or(at_line_start, |b| *b == b'\n');
+                    Some((Ok(chunk), Some((chunks, ends_line))))
+                }
+                Err(e) => {
+                    log::warn!("Proxy stream failed request_id={request_id} error={e}");
+                    let body = upstream_error(e).with_request_id(request_id).body();
+                    let mut last = if at_line_start {
+                        Vec::new()
+                    } else {
+                        b"\n".to_vec()
+                    };
+                    last.extend_from_slice(&ndjson::error_line(&body));
+                    Some((Ok(Bytes::from(last)), None))
+                }
+            }
+        }
+    })
 }
 
 /// The transport's failure as the client sees it: the kind of failure decides the code, never

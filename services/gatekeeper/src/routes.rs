@@ -3,7 +3,7 @@
 //! (`sqlgate::request_log`, wrapped in `startup`) writes one line per request.
 
 use crate::auth::{Identity, API_KEY_HEADER};
-use crate::forward::{Forwarder, Upstream};
+use crate::forward::{relay_lines, Body, Forwarder, Upstream};
 use crate::startup::State;
 use crate::validate::{self, Endpoint};
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -91,15 +91,17 @@ async fn relay(
             f.kind = Some(checked.kind());
             f.mode = checked.mode();
         });
+        // Only `/query` streams; `/transaction` answers JSON whatever the client accepts.
+        let streamed = endpoint == Endpoint::Query && sqlgate::stream::wanted(req);
         let up = proxy
-            .forward(&checked, &who)
+            .forward(&checked, &who, streamed)
             .await
             .map_err(|e| e.with_request_id(checked.request_id().as_str()))?;
         annotate(req, |f| {
             f.node.clone_from(&up.node);
             f.code = up.code;
         });
-        Ok(reply(up))
+        Ok(reply(up, checked.request_id()))
     };
     answer.await.map_err(|e: ApiError| match e.request_id {
         Some(_) => e,
@@ -117,17 +119,22 @@ fn authenticate(req: &HttpRequest, state: &State) -> Result<Identity, ApiError> 
     state.keys.authenticate(header)
 }
 
-/// The proxy's answer, relayed: its status, body, node and `Retry-After`.
-fn reply(up: Upstream) -> HttpResponse {
+/// The proxy's answer, relayed: its status, body (a stream as it comes), node and
+/// `Retry-After`.
+fn reply(up: Upstream, request_id: &RequestId) -> HttpResponse {
     let mut r = HttpResponse::build(up.status);
-    r.content_type("application/json");
     if let Some(n) = &up.node {
         r.insert_header((NODE_HEADER, n.as_str()));
     }
     if let Some(s) = up.retry_after {
         r.insert_header((actix_web::http::header::RETRY_AFTER, s));
     }
-    r.body(up.body)
+    match up.body {
+        Body::Whole(body) => r.content_type("application/json").body(body),
+        Body::Stream(resp) => r
+            .content_type(sqlgate::stream::CONTENT_TYPE)
+            .streaming(relay_lines(resp, request_id.to_string())),
+    }
 }
 
 async fn health() -> HttpResponse {

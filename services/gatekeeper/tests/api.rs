@@ -546,7 +546,6 @@ async fn a_batch_applies_every_set_or_none() {
 #[tokio::test]
 async fn read_only_transactions_run_on_workers_and_stay_read_only() {
     let s = stack(Options::default()).await;
-    let c = Cluster::shared();
     let t = table(&s, "api_ro", "id INT PRIMARY KEY, v INT").await;
     let (st, body) = s
         .post(

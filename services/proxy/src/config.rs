@@ -32,6 +32,7 @@ pub const POOL_SIZE: &str = "PROXY_POOL_SIZE";
 pub const CONNECT_TIMEOUT_MS: &str = "PROXY_CONNECT_TIMEOUT_MS";
 pub const STATEMENT_TIMEOUT_MS: &str = "PROXY_STATEMENT_TIMEOUT_MS";
 pub const TRANSACTION_TIMEOUT_MS: &str = "PROXY_TRANSACTION_TIMEOUT_MS";
+pub const STREAM_TIMEOUT_MS: &str = "PROXY_STREAM_TIMEOUT_MS";
 pub const MAX_BODY_BYTES: &str = "PROXY_MAX_BODY_BYTES";
 pub const MAX_SQL_BYTES: &str = "PROXY_MAX_SQL_BYTES";
 pub const MAX_PARAMS: &str = "PROXY_MAX_PARAMS";
@@ -80,6 +81,11 @@ pub mod defaults {
     /// With a COMMIT's own statement deadline after it (10 s), below the gatekeeper's limit
     /// (30 s), so a transaction never commits after the client was told it timed out.
     pub const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(15);
+    /// A streamed `/query` (ndjson) may run this long, first row to last: long enough to read
+    /// millions of rows to a client on a slow link, short enough that a forgotten or stalled
+    /// stream gives its connection back. Below the gatekeeper's `GATEKEEPER_STREAM_TIMEOUT_MS`
+    /// (130 s), so the client gets the proxy's error line rather than a cut stream.
+    pub const STREAM_TIMEOUT: Duration = Duration::from_secs(120);
     /// Replicas on one network apply a write within milliseconds; a second means this one lags
     /// and the manager should serve the read.
     pub const GTID_WAIT: Duration = Duration::from_secs(1);
@@ -214,6 +220,9 @@ pub struct Config {
     /// Keep it below the gatekeeper's `GATEKEEPER_TIMEOUT_MS`, so that a transaction never
     /// commits after the client was told it timed out.
     pub transaction_timeout: Duration,
+    /// A whole streamed `/query` (ndjson), execution and every row: past it the statement is
+    /// killed and the stream ends with an error line. The row and byte limits do not apply.
+    pub stream_timeout: Duration,
     /// How long a worker may take to reach a read's `after_gtid` before the manager serves it.
     pub gtid_wait: Duration,
     pub limits: Limits,
@@ -313,6 +322,7 @@ impl Config {
                 TRANSACTION_TIMEOUT_MS,
                 ms(defaults::TRANSACTION_TIMEOUT),
             )?,
+            stream_timeout: millis(env, STREAM_TIMEOUT_MS, ms(defaults::STREAM_TIMEOUT))?,
             gtid_wait: millis(env, GTID_WAIT_MS, ms(defaults::GTID_WAIT))?,
             limits: Limits {
                 max_body_bytes: get_or(env, MAX_BODY_BYTES, 1 << 20)?,

@@ -47,6 +47,10 @@ pub enum ExecError {
     /// The connection failed (I/O, protocol): the connection must be discarded.
     #[error("connection failed: {0}")]
     Connection(String),
+    /// The client went away while rows were streamed to it: the rest of the result is unread,
+    /// so the statement must be killed and the connection discarded.
+    #[error("the client went away mid-result")]
+    Abandoned,
 }
 
 /// Server error numbers for a statement stopped by its time limit (MariaDB, MySQL).
@@ -77,6 +81,7 @@ impl ExecError {
         matches!(
             self,
             ExecError::Connection(_)
+                | ExecError::Abandoned
                 | ExecError::Deadline
                 | ExecError::TransactionDeadline
                 | ExecError::CommitUnknown
@@ -249,25 +254,101 @@ pub struct Executed {
     pub gtid: Option<String>,
 }
 
-/// Runs `sql` with `params` as a prepared statement. The driver always offers the
-/// multi-statement capability, but COM_STMT_PREPARE takes exactly one statement whatever the
-/// connection allows: the server itself refuses a hidden second one (docs/security.md,
-/// layer 2). A statement the server parsed as one but cannot prepare (ER_UNSUPPORTED_PS, some
-/// admin statements on MySQL) runs as text when it has no params.
+/// What the server reported with a statement besides its rows.
+pub struct Summary {
+    pub rows_affected: u64,
+    pub last_insert_id: Option<u64>,
+    /// After a write: the GTID the server reported for it.
+    pub gtid: Option<String>,
+    /// Roughly the bytes the server sent (see `Executed::received`).
+    pub received: usize,
+}
+
+/// Where a statement's columns and rows go as they arrive: collected within the limits
+/// (`Collect`, the JSON answer) or streamed to the client (`stream`).
+pub(crate) trait Sink {
+    /// The result's columns (none for a statement without rows), before any row.
+    async fn columns(&mut self, columns: Vec<Column>) -> Result<(), ExecError>;
+    /// One row, its values converted (`to_json`); `size` is about what the server sent for it.
+    /// An error stops the statement: one that breaks the connection leaves the rest of the
+    /// result unread, any other has it read and dropped.
+    async fn row(&mut self, values: Vec<Json>, size: usize) -> Result<(), ExecError>;
+}
+
+/// Runs `sql` and collects its result within the row and byte limits.
 pub async fn run(
     conn: &mut Conn,
     sql: &str,
     params: &[Param],
     limits: &Limits,
 ) -> Result<Executed, ExecError> {
+    let mut sink = Collect {
+        limits,
+        result: StatementResult::default(),
+        bytes: 0,
+    };
+    let summary = run_into(conn, sql, params, &mut sink).await?;
+    let mut result = sink.result;
+    result.rows_affected = summary.rows_affected;
+    result.last_insert_id = summary.last_insert_id;
+    Ok(Executed {
+        result,
+        received: summary.received,
+        gtid: summary.gtid,
+    })
+}
+
+/// Collects a result in memory, refusing one past the row or byte limit.
+struct Collect<'a> {
+    limits: &'a Limits,
+    result: StatementResult,
+    bytes: usize,
+}
+
+impl Sink for Collect<'_> {
+    async fn columns(&mut self, columns: Vec<Column>) -> Result<(), ExecError> {
+        self.result.columns = columns;
+        Ok(())
+    }
+
+    async fn row(&mut self, values: Vec<Json>, size: usize) -> Result<(), ExecError> {
+        if self.result.rows.len() >= self.limits.max_rows {
+            return Err(ExecError::TooLarge(format!(
+                "result has more than {} rows; add a LIMIT",
+                self.limits.max_rows
+            )));
+        }
+        self.bytes += size;
+        if self.bytes > self.limits.max_result_bytes {
+            return Err(ExecError::TooLarge(format!(
+                "result exceeds {} bytes",
+                self.limits.max_result_bytes
+            )));
+        }
+        self.result.rows.push(values);
+        Ok(())
+    }
+}
+
+/// Runs `sql` with `params` as a prepared statement, its columns and rows going to `sink`. The
+/// driver always offers the multi-statement capability, but COM_STMT_PREPARE takes exactly one
+/// statement whatever the connection allows: the server itself refuses a hidden second one
+/// (docs/security.md, layer 2). A statement the server parsed as one but cannot prepare
+/// (ER_UNSUPPORTED_PS, some admin statements on MySQL) runs as text when it has no params.
+pub(crate) async fn run_into(
+    conn: &mut Conn,
+    sql: &str,
+    params: &[Param],
+    sink: &mut impl Sink,
+) -> Result<Summary, ExecError> {
     let mut out = match conn.prep(sql).await {
         Ok(stmt) => {
             let result = conn.exec_iter(&stmt, bind(params)).await?;
-            collect(result, limits).await?
+            feed(result, sink).await?
         }
         Err(mysql_async::Error::Server(e)) if e.code == UNSUPPORTED_PS && params.is_empty() => {
             let result = conn.query_iter(sql).await?;
-            collect(result, limits).await?
+            feed(result, sink).await?
         }
         Err(e) => return Err(e.into()),
     };
@@ -275,61 +356,59 @@ pub async fn run(
     Ok(out)
 }
 
-async fn collect<P: Protocol>(
+/// Reads a result into `sink`, row by row: the next row is read only once `sink` took this one.
+async fn feed<P: Protocol>(
     mut result: QueryResult<'_, 'static, P>,
-    limits: &Limits,
-) -> Result<Executed, ExecError> {
-    let mut out = StatementResult::default();
+    sink: &mut impl Sink,
+) -> Result<Summary, ExecError> {
+    let mut rows = 0usize;
     let mut bytes = 0usize;
     // An OK-only result (INSERT, UPDATE…) carries its counts before any row is read.
-    out.rows_affected = result.affected_rows();
-    out.last_insert_id = result.last_insert_id().filter(|id| *id != 0);
-    let cols = result.columns();
-    if let Some(cols) = cols.filter(|c| !c.is_empty()) {
-        let meta: Vec<(T, u16, u8)> = cols
-            .iter()
-            .map(|c| (c.column_type(), c.character_set(), c.decimals()))
-            .collect();
-        out.columns = cols
-            .iter()
-            .map(|c| Column {
-                name: c.name_str().into_owned(),
-                type_name: type_name(c.column_type(), c.character_set()),
-            })
-            .collect();
+    let mut rows_affected = result.affected_rows();
+    let mut last_insert_id = result.last_insert_id();
+    let cols = result.columns().filter(|c| !c.is_empty());
+    let meta: Vec<(T, u16, u8)> = cols
+        .iter()
+        .flat_map(|c| c.iter())
+        .map(|c| (c.column_type(), c.character_set(), c.decimals()))
+        .collect();
+    let columns: Vec<Column> = cols
+        .iter()
+        .flat_map(|c| c.iter())
+        .map(|c| Column {
+            name: c.name_str().into_owned(),
+            type_name: type_name(c.column_type(), c.character_set()),
+        })
+        .collect();
+    let width = columns.len();
+    sink.columns(columns).await?;
+    if cols.is_some() {
         while let Some(row) = result.next().await? {
-            if out.rows.len() >= limits.max_rows {
-                result.drop_result().await?;
-                return Err(ExecError::TooLarge(format!(
-                    "result has more than {} rows; add a LIMIT",
-                    limits.max_rows
-                )));
-            }
-            let values = row.unwrap();
-            let mut json_row = Vec::with_capacity(values.len());
-            for (v, (ty, cs, decimals)) in values.into_iter().zip(meta.iter()) {
-                bytes += value_size(&v);
+            let mut size = 0;
+            let mut json_row = Vec::with_capacity(width);
+            for (v, (ty, cs, decimals)) in row.unwrap().into_iter().zip(meta.iter()) {
+                size += value_size(&v);
                 json_row.push(to_json(v, *ty, *cs, *decimals));
             }
-            if bytes > limits.max_result_bytes {
-                result.drop_result().await?;
-                return Err(ExecError::TooLarge(format!(
-                    "result exceeds {} bytes",
-                    limits.max_result_bytes
-                )));
+            if let Err(e) = sink.row(json_row, size).await {
+                if !e.breaks_connection() {
+                    result.drop_result().await?;
+                }
+                return Err(e);
             }
-            out.rows.push(json_row);
+            rows += 1;
+            bytes += size;
         }
-        out.rows_affected = result.affected_rows();
-        out.last_insert_id = result.last_insert_id().filter(|id| *id != 0);
+        rows_affected = result.affected_rows();
+        last_insert_id = result.last_insert_id();
     }
     // Further result sets (a CALL's status, say) are read and dropped.
     result.drop_result().await?;
-    let received = 128 + out.columns.len() * 64 + out.rows.len() * 8 + bytes;
-    Ok(Executed {
-        result: out,
-        received,
+    Ok(Summary {
+        rows_affected,
+        last_insert_id: last_insert_id.filter(|id| *id != 0),
         gtid: None,
+        received: 128 + width * 64 + rows * 8 + bytes,
     })
 }
 

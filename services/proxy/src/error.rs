@@ -65,6 +65,9 @@ impl ProxyError {
                 "COMMIT got no answer in time; whether the transaction committed is unknown",
             ),
             ProxyError::Exec(ExecError::TooLarge(m)) => ApiError::new(ErrorCode::ResultTooLarge, m),
+            ProxyError::Exec(ExecError::Abandoned) => {
+                ApiError::new(ErrorCode::Timeout, "the client went away")
+            }
             ProxyError::Exec(ExecError::Connection(m)) => {
                 hidden(ErrorCode::Unavailable, "database unavailable", &m).with_retry_after(1)
             }

@@ -22,37 +22,60 @@ pub struct Answer {
     pub fallback: Option<String>,
 }
 
-/// What running work on one node gave.
-enum Ran<T> {
+/// What running a statement on one node gave.
+pub enum Ran<T> {
     Done(T),
     /// The worker had not applied the read's `after_gtid` in time; nothing was executed.
     NotCaughtUp,
 }
 
-/// Where a request ran: the node, and why not on a worker when a read's mode asked for one.
-pub struct Placed {
-    pub node: Arc<Node>,
-    pub fallback: Option<String>,
+impl<T> Ran<T> {
+    /// The output of a completed run, changed by `f`.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Ran<U> {
+        match self {
+            Ran::Done(t) => Ran::Done(f(t)),
+            Ran::NotCaughtUp => Ran::NotCaughtUp,
+        }
+    }
 }
 
-/// Runs `attempt` where `route::plan` says, and follows the plan when that fails: once more on
-/// another node when no connection could be had (nothing reached a server), and on the manager
-/// when the worker had not applied `after_gtid` in time. `node_seen` is told each node tried,
-/// for the log line.
-async fn follow<T, Fut>(
+/// One attempt at a `/query`'s statement on the node a plan chose: collected for the JSON
+/// answer (`Collected`), or streamed (`crate::stream`). `follow` makes the attempts.
+pub(crate) trait Attempt {
+    /// What a successful attempt gives.
+    type Output;
+    /// Runs the statement on `node` as `plan` says. A failure to get a connection must come
+    /// back as `ProxyError::NodeUnavailable` (nothing reached a server, so a read may go
+    /// elsewhere); a worker behind the plan's GTID as `Ran::NotCaughtUp`.
+    async fn run(
+        &mut self,
+        state: &State,
+        node: &Arc<Node>,
+        plan: &Plan,
+    ) -> Result<Ran<Self::Output>, ProxyError>;
+}
+
+/// What the attempt that completed gave, where it ran and under which plan.
+pub(crate) struct Followed<T> {
+    pub output: T,
+    pub node: Arc<Node>,
+    pub plan: Plan,
+}
+
+/// Follows the routing plan for `ask`: the planned node, then (a read that reached no server)
+/// once another, then (a worker that had not caught up) the manager. `node_seen` is told each
+/// node tried, for the log line.
+pub(crate) async fn follow<A: Attempt, N: FnMut(&str) + ?Sized>(
     state: &State,
     ask: &Ask<'_>,
-    node_seen: &mut dyn FnMut(&str),
-    mut attempt: impl FnMut(Arc<Node>, Plan) -> Fut,
-) -> Result<(T, Placed), ProxyError>
-where
-    Fut: std::future::Future<Output = Result<Ran<T>, ProxyError>>,
-{
+    node_seen: &mut N,
+    attempt: &mut A,
+) -> Result<Followed<A::Output>, ProxyError> {
     let cluster: &Cluster = &state.cluster;
     let mut plan = route::plan(ask, &cluster.view(), None);
     let mut node = cluster.get(plan.node).clone();
     node_seen(node.name());
-    let mut ran = attempt(node.clone(), plan.clone()).await;
+    let mut ran = attempt.run(state, &node, &plan).await;
     if plan.retry_elsewhere && ran.as_ref().is_err_and(ProxyError::retryable_read) {
         log::warn!(
             "Read could not get a connection, retrying on another node node={} error={}",
@@ -65,27 +88,22 @@ where
         plan = route::plan(ask, &cluster.view(), Some(plan.node));
         node = cluster.get(plan.node).clone();
         node_seen(node.name());
-        ran = attempt(node.clone(), plan.clone()).await;
+        ran = attempt.run(state, &node, &plan).await;
     }
     if matches!(ran, Ok(Ran::NotCaughtUp)) {
         plan = route::after_lag(&cluster.view(), plan.node, state.config.gtid_wait);
         node = cluster.get(plan.node).clone();
         node_seen(node.name());
-        ran = attempt(node.clone(), plan.clone()).await;
+        ran = attempt.run(state, &node, &plan).await;
     }
     match ran? {
-        Ran::Done(done) => Ok((
-            done,
-            Placed {
-                node,
-                fallback: plan.fallback,
-            },
-        )),
+        Ran::Done(output) => Ok(Followed { output, node, plan }),
         Ran::NotCaughtUp => Err(ProxyError::Unexpected("the manager cannot lag".into())),
     }
 }
 
-/// Runs one statement as the plan says, with `database` as its default schema.
+/// Runs one statement as the plan says, with `database` as its default schema, its result
+/// collected in memory (the JSON answer).
 pub async fn query(
     state: &State,
     work: &Prepared,
@@ -93,24 +111,40 @@ pub async fn query(
     database: Option<&Database>,
     node_seen: &mut dyn FnMut(&str),
 ) -> Result<Answer, ProxyError> {
-    let (done, placed) = follow(state, ask, node_seen, |node, plan| async move {
-        run_once(state, &node, work, &plan, database).await
-    })
-    .await?;
+    let done = follow(state, ask, node_seen, &mut Collected { work, database }).await?;
     Ok(Answer {
-        result: done.result,
+        result: done.output.result,
         gtid: if work.route() == sqlgate::Route::Write {
-            done.gtid
+            done.output.gtid
         } else {
             None
         },
-        node: placed.node,
-        fallback: placed.fallback,
+        node: done.node,
+        fallback: done.plan.fallback,
     })
 }
 
+/// The JSON answer's attempt: the whole result in memory, within the limits.
+struct Collected<'a> {
+    work: &'a Prepared,
+    database: Option<&'a Database>,
+}
+
+impl Attempt for Collected<'_> {
+    type Output = db::Executed;
+
+    async fn run(
+        &mut self,
+        state: &State,
+        node: &Arc<Node>,
+        plan: &Plan,
+    ) -> Result<Ran<db::Executed>, ProxyError> {
+        run_once(state, node, self.work, plan, self.database).await
+    }
+}
+
 /// Leases a connection of `node` as the work's account (a failure here reached no server).
-async fn lease(state: &State, node: &Node, account: Role) -> Result<Lease, ProxyError> {
+pub async fn lease(state: &State, node: &Node, account: Role) -> Result<Lease, ProxyError> {
     node.lease(account, state.config.connect_timeout)
         .await
         .map_err(|detail| ProxyError::NodeUnavailable {
@@ -160,7 +194,7 @@ async fn run_once(
 }
 
 /// A killed connection, or one whose state is unknown, never goes back to the pool.
-fn mark<T>(conn: &mut PooledConn, killed: bool, outcome: &Result<T, ExecError>) {
+pub fn mark<T>(conn: &mut PooledConn, killed: bool, outcome: &Result<T, ExecError>) {
     if killed || outcome.as_ref().is_err_and(ExecError::breaks_connection) {
         conn.broken = true;
     }
@@ -177,6 +211,13 @@ pub struct TxOptions<'a> {
     pub read_only: bool,
     /// `SET TRANSACTION ISOLATION LEVEL …` before it starts (for this transaction only).
     pub isolation: Option<Isolation>,
+}
+
+/// Where a transaction ran: the node, and why not on a worker when a read-only one's mode asked
+/// for one.
+pub struct Placed {
+    pub node: Arc<Node>,
+    pub fallback: Option<String>,
 }
 
 /// What a transaction gave.
@@ -211,18 +252,52 @@ pub async fn transaction(
             .max()
             .unwrap_or(Role::Read)
     };
-    let ((results, gtid), placed) = follow(state, ask, node_seen, |node, plan| async move {
-        transaction_on(
-            state, &node, &plan, statements, options, account, request_id,
-        )
-        .await
-    })
-    .await?;
+    let mut attempt = TxAttempt {
+        statements,
+        options,
+        account,
+        request_id,
+    };
+    let done = follow(state, ask, node_seen, &mut attempt).await?;
+    let (results, gtid) = done.output;
     Ok(TxAnswer {
         results,
         gtid: if options.read_only { None } else { gtid },
-        placed,
+        placed: Placed {
+            node: done.node,
+            fallback: done.plan.fallback,
+        },
     })
+}
+
+/// `transaction`'s attempt on one node.
+struct TxAttempt<'a> {
+    statements: &'a [Prepared],
+    options: &'a TxOptions<'a>,
+    account: Role,
+    request_id: &'a str,
+}
+
+impl Attempt for TxAttempt<'_> {
+    type Output = (Vec<StatementResult>, Option<String>);
+
+    async fn run(
+        &mut self,
+        state: &State,
+        node: &Arc<Node>,
+        plan: &Plan,
+    ) -> Result<Ran<Self::Output>, ProxyError> {
+        transaction_on(
+            state,
+            node,
+            plan,
+            self.statements,
+            self.options,
+            self.account,
+            self.request_id,
+        )
+        .await
+    }
 }
 
 /// One attempt of `transaction`, on `node` as `plan` says.

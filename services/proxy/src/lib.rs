@@ -20,3 +20,4 @@ pub mod probe;
 pub mod route;
 pub mod routes;
 pub mod startup;
+pub mod stream;

@@ -62,6 +62,17 @@ impl Flavor {
         )
     }
 
+    /// The settings a streamed statement runs under instead, for this request only (the
+    /// reset after it applies `session_sql` again): no row limit, and the server's own time
+    /// limit as a backstop behind the stream's `timeout`.
+    pub fn stream_sql(self, timeout: Duration) -> String {
+        let limit = match self {
+            Flavor::MariaDb => format!("max_statement_time = {:.3}", timeout.as_secs_f64()),
+            Flavor::MySql => format!("max_execution_time = {}", timeout.as_millis()),
+        };
+        format!("SET SESSION {limit}, sql_select_limit = DEFAULT")
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Flavor::MySql => "mysql",
@@ -453,6 +464,14 @@ mod tests {
                 "an empty sql_mode stays empty",
             ),
         ];
+        assert_eq!(
+            Flavor::MariaDb.stream_sql(Duration::from_millis(122_500)),
+            "SET SESSION max_statement_time = 122.500, sql_select_limit = DEFAULT"
+        );
+        assert_eq!(
+            Flavor::MySql.stream_sql(Duration::from_millis(122_500)),
+            "SET SESSION max_execution_time = 122500, sql_select_limit = DEFAULT"
+        );
         for (flavor, global, want, what) in cases {
             assert_eq!(
                 flavor.session_sql(global, Duration::from_secs(12), 10_001),

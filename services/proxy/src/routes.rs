@@ -7,12 +7,13 @@ use crate::error::ProxyError;
 use crate::execute;
 use crate::route::Ask;
 use crate::startup::State;
+use crate::stream;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use serde_json::{json, Value as Json};
 use sqlgate::request_log::{self, annotate};
 use sqlgate::wire::{
-    self, BatchRequest, Database, QueryRequest, RequestId, RowShape, SetResult, TransactionRequest,
-    TypedBatchResponse, TypedQueryResponse, TypedTransactionResponse,
+    self, BatchRequest, Database, Prepared, QueryRequest, RequestId, RowShape, SetResult,
+    TransactionRequest, TypedBatchResponse, TypedQueryResponse, TypedTransactionResponse,
 };
 use sqlgate::{ApiError, ErrorCode, Mode, Role, Route};
 use std::time::Instant;
@@ -94,17 +95,22 @@ fn reply<T: serde::Serialize>(
     request_id: &RequestId,
     result: Result<T, ProxyError>,
 ) -> HttpResponse {
-    let node = req
-        .extensions()
-        .get::<request_log::Fields>()
-        .and_then(|f| f.node.clone());
-    let mut response = match result {
+    let response = match result {
         Ok(body) => HttpResponse::Ok().json(body),
         Err(e) => e
             .into_api(request_id.as_str())
             .with_request_id(request_id.as_str())
             .into_response(),
     };
+    with_node(req, response)
+}
+
+/// `response` with the node that ran the statement in a header, when there was one.
+fn with_node(req: &HttpRequest, mut response: HttpResponse) -> HttpResponse {
+    let node = req
+        .extensions()
+        .get::<request_log::Fields>()
+        .and_then(|f| f.node.clone());
     if let Some(node) = node {
         use actix_web::http::header::{HeaderName, HeaderValue};
         if let (Ok(name), Ok(v)) = (
@@ -164,20 +170,38 @@ fn body_request_id(
     Ok(())
 }
 
+/// `/query`: the JSON answer, or with `Accept: application/x-ndjson` the streamed one. Both
+/// check the request the same way and fail the same way until the statement has executed.
 async fn query(req: HttpRequest, payload: web::Payload, state: web::Data<State>) -> HttpResponse {
     let started = Instant::now();
     let mut request_id = start(&req);
-    let result = handle_query(&req, payload, &state, &mut request_id, started).await;
+    let asked = match read_query(&req, payload, &state, &mut request_id).await {
+        Ok(asked) => asked,
+        Err(e) => return reply::<()>(&req, &request_id, Err(e)),
+    };
+    if sqlgate::stream::wanted(&req) {
+        return stream_query(&req, &state, asked, request_id, started).await;
+    }
+    let result = answer_query(&req, &state, asked, &request_id, started).await;
     reply(&req, &request_id, result)
 }
 
-async fn handle_query(
+/// A `/query` that passed every check, ready to run.
+struct Asked {
+    prepared: Prepared,
+    database: Option<Database>,
+    mode: sqlgate::Mode,
+    after_gtid: Option<String>,
+    shape: RowShape,
+}
+
+/// Reads and checks a `/query`: token, body, request id, role, statement, `after_gtid`.
+async fn read_query(
     req: &HttpRequest,
     payload: web::Payload,
     state: &State,
     request_id: &mut RequestId,
-    started: Instant,
-) -> Result<TypedQueryResponse, ProxyError> {
+) -> Result<Asked, ProxyError> {
     let body: QueryRequest = read_body(req, payload, state).await?;
     body_request_id(req, request_id, body.request_id.as_deref())?;
     let role = header_role(req)?;
@@ -189,27 +213,99 @@ async fn handle_query(
         f.kind = Some(prepared.route());
         f.mode = Some(mode);
     });
-    let ask = Ask {
-        route: prepared.route(),
+    Ok(Asked {
+        prepared,
+        database: body.database,
         mode,
-        after_gtid: body.after_gtid.as_deref(),
+        after_gtid: body.after_gtid,
+        shape: RowShape::new(body.format, body.include_metadata),
+    })
+}
+
+/// Runs a checked `/query` and builds its JSON answer.
+async fn answer_query(
+    req: &HttpRequest,
+    state: &State,
+    asked: Asked,
+    request_id: &RequestId,
+    started: Instant,
+) -> Result<TypedQueryResponse, ProxyError> {
+    let ask = Ask {
+        route: asked.prepared.route(),
+        mode: asked.mode,
+        after_gtid: asked.after_gtid.as_deref(),
         ping_tolerance: state.config.ping_tolerance,
     };
-    let answer = execute::query(state, &prepared, &ask, body.database.as_ref(), &mut |n| {
-        annotate(req, |f| f.node = Some(n.to_string()))
-    })
+    let answer = execute::query(
+        state,
+        &asked.prepared,
+        &ask,
+        asked.database.as_ref(),
+        &mut |n| annotate(req, |f| f.node = Some(n.to_string())),
+    )
     .await?;
     Ok(TypedQueryResponse {
         request_id: request_id.to_string(),
-        kind: prepared.route(),
-        mode,
+        kind: asked.prepared.route(),
+        mode: asked.mode,
         node: answer.node.name().to_string(),
         role: answer.node.role,
         fallback: answer.fallback,
-        result: RowShape::new(body.format, body.include_metadata).render(answer.result),
+        result: asked.shape.render(answer.result),
         gtid: answer.gtid,
         duration_ms: started.elapsed().as_secs_f64() * 1e3,
     })
+}
+
+/// Runs a checked `/query` as a stream: a JSON error until the statement has executed, then
+/// `200` with the ndjson lines as they come (`crate::stream`).
+async fn stream_query(
+    req: &HttpRequest,
+    state: &web::Data<State>,
+    asked: Asked,
+    request_id: RequestId,
+    started: Instant,
+) -> HttpResponse {
+    let request = stream::Request {
+        request_id: request_id.clone(),
+        work: asked.prepared,
+        database: asked.database,
+        mode: asked.mode,
+        after_gtid: asked.after_gtid,
+        shape: asked.shape,
+        started,
+    };
+    let (opened, lines) = stream::start(state.clone(), request);
+    let opened = opened.await.unwrap_or_else(|_| stream::Opened {
+        node: None,
+        result: Err(ProxyError::Unexpected(
+            "the streaming task ended without a word".into(),
+        )),
+    });
+    if let Some(node) = opened.node {
+        annotate(req, |f| f.node = Some(node));
+    }
+    if let Err(e) = opened.result {
+        return reply::<()>(req, &request_id, Err(e));
+    }
+    // The request log writes its line when this body ends; the last line tells it how.
+    let body = futures_util::stream::unfold((lines, req.clone()), |(mut lines, req)| async move {
+        let line = lines.recv().await?;
+        if let stream::Line::Last { rows, code, .. } = &line {
+            annotate(&req, |f| {
+                f.rows = *rows;
+                f.code = *code;
+            });
+        }
+        Some((
+            Ok::<_, std::convert::Infallible>(line.into_bytes()),
+            (lines, req),
+        ))
+    });
+    let response = HttpResponse::Ok()
+        .content_type(sqlgate::stream::CONTENT_TYPE)
+        .streaming(body);
+    with_node(req, response)
 }
 
 async fn transaction(

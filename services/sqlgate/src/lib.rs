@@ -8,6 +8,7 @@ pub mod lexer;
 pub mod params;
 pub mod request_log;
 pub mod statement;
+pub mod stream;
 pub mod tls;
 pub mod wire;
 

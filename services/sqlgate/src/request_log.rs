@@ -6,6 +6,9 @@
 //! App::new().wrap(RequestLog::new().quiet("/health").observe(|done| metrics.record(done)))
 //! ```
 //!
+//! A streamed answer (a body of unknown size: `/query` as ndjson) is logged once, when its body
+//! ends, complete or not, so its line and duration cover the whole stream.
+//!
 //! A handler tells the log what it learned with `annotate(&req, |f| …)`. An error the handler
 //! returns as `Err(ApiError)`, or answers with `ApiError::into_response`, names its own code and
 //! request id.
@@ -13,15 +16,18 @@
 use crate::error::{ApiError, ErrorCode, ErrorSource};
 use crate::statement::{Role, Route};
 use crate::wire::{Mode, RequestId};
-use actix_web::body::MessageBody;
+use actix_web::body::{BodySize, MessageBody};
 use actix_web::dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::http::{Method, StatusCode};
+use actix_web::web::Bytes;
 use actix_web::{HttpMessage, HttpRequest};
 use futures_util::future::LocalBoxFuture;
 use std::fmt;
 use std::future::{ready, Ready};
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 /// What a handler learned about its request, for the log line (and an observer's metrics).
@@ -37,6 +43,8 @@ pub struct Fields {
     pub mode: Option<Mode>,
     /// The node that executed the statement.
     pub node: Option<String>,
+    /// The rows a streamed answer sent, when it says (set while the stream runs).
+    pub rows: Option<u64>,
     /// The error a failed request was answered with. Filled in from the `ApiError` of the
     /// response; a handler that relays another service's error body sets it itself.
     pub code: Option<ErrorCode>,
@@ -203,10 +211,14 @@ impl fmt::Display for Line<'_> {
             ("mode", f.mode.map(Mode::as_str)),
             ("node", f.node.as_deref().map(shown_name)),
         ];
+        let rows = f.rows.map(|n| n.to_string());
         for (name, value) in optional {
             if let Some(v) = value {
                 write!(out, " {name}={v}")?;
             }
+        }
+        if let Some(rows) = rows {
+            write!(out, " rows={rows}")?;
         }
         match f.code {
             Some(code) => write!(out, " code={} source={}", code.as_str(), code.source()),
@@ -235,9 +247,9 @@ fn shown_name(node: &str) -> &str {
 impl<S, B> Transform<S, ServiceRequest> for RequestLog
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
-    B: MessageBody + 'static,
+    B: MessageBody + Unpin + 'static,
 {
-    type Response = ServiceResponse<B>;
+    type Response = ServiceResponse<Logged<B>>;
     type Error = actix_web::Error;
     type Transform = RequestLogService<S>;
     type InitError = ();
@@ -260,11 +272,11 @@ pub struct RequestLogService<S> {
 impl<S, B> Service<ServiceRequest> for RequestLogService<S>
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
-    B: MessageBody + 'static,
+    B: MessageBody + Unpin + 'static,
 {
-    type Response = ServiceResponse<B>;
+    type Response = ServiceResponse<Logged<B>>;
     type Error = actix_web::Error;
-    type Future = LocalBoxFuture<'static, Result<ServiceResponse<B>, actix_web::Error>>;
+    type Future = LocalBoxFuture<'static, Result<ServiceResponse<Logged<B>>, actix_web::Error>>;
 
     forward_ready!(service);
 
@@ -278,6 +290,20 @@ where
         let fut = self.service.call(req);
         Box::pin(async move {
             let out = fut.await;
+            if let Ok(res) = &out {
+                if res.response().body().size() == BodySize::Stream {
+                    let req = res.request().clone();
+                    let status = res.status();
+                    let res = out.expect("checked");
+                    let end: Box<dyn FnOnce()> = Box::new(move || {
+                        log.finish(&method, &uri, Some(&req), status, None, started)
+                    });
+                    return Ok(res.map_body(|_, body| Logged {
+                        body,
+                        end: Some(end),
+                    }));
+                }
+            }
             match &out {
                 Ok(res) => log.finish(
                     &method,
@@ -292,8 +318,39 @@ where
                     log.finish(&method, &uri, None, status, Some(e), started)
                 }
             }
-            out
+            out.map(|res| res.map_body(|_, body| Logged { body, end: None }))
         })
+    }
+}
+
+/// A response body as the request log passes it on: a streamed one logs its request when it is
+/// dropped, whether it ended or its client went away.
+pub struct Logged<B> {
+    body: B,
+    /// Logs the request; `None` for a body whose request is already logged.
+    end: Option<Box<dyn FnOnce()>>,
+}
+
+impl<B: MessageBody + Unpin> MessageBody for Logged<B> {
+    type Error = B::Error;
+
+    fn size(&self) -> BodySize {
+        self.body.size()
+    }
+
+    fn poll_next(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Bytes, Self::Error>>> {
+        Pin::new(&mut self.get_mut().body).poll_next(cx)
+    }
+}
+
+impl<B> Drop for Logged<B> {
+    fn drop(&mut self) {
+        if let Some(end) = self.end.take() {
+            end();
+        }
     }
 }
 
@@ -335,6 +392,43 @@ mod tests {
             ApiError::new(ErrorCode::Unavailable, "the proxy is unreachable")
                 .with_request_id("r-2"),
         )
+    }
+
+    /// A streamed answer whose last chunk tells the log its row count, as the proxy's does.
+    async fn streams(req: HttpRequest) -> HttpResponse {
+        let chunks = futures_util::stream::unfold(0u64, move |n| {
+            let req = req.clone();
+            async move {
+                if n == 3 {
+                    annotate(&req, |f| f.rows = Some(n));
+                    return None;
+                }
+                Some((Ok::<_, std::convert::Infallible>(Bytes::from("x\n")), n + 1))
+            }
+        });
+        HttpResponse::Ok().streaming(chunks)
+    }
+
+    #[actix_web::test]
+    async fn a_streamed_answer_is_logged_once_when_its_body_ends() {
+        let seen: Seen = Arc::default();
+        let app = web_test::init_service(
+            App::new()
+                .wrap(app_log(&seen))
+                .route("/query", web::post().to(streams)),
+        )
+        .await;
+        let res = web_test::call_service(
+            &app,
+            web_test::TestRequest::post().uri("/query").to_request(),
+        )
+        .await;
+        assert!(seen.lock().unwrap().is_empty(), "not before the body ends");
+        let body = web_test::read_body(res).await;
+        assert_eq!(&body[..], b"x\nx\nx\n");
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 1, "logged once");
+        assert_eq!(seen[0].2.rows, Some(3), "with the rows the stream reported");
     }
 
     #[actix_web::test]

@@ -110,22 +110,33 @@ impl RowShape {
     /// A statement's result in this shape, as JSON: `columns` dropped without metadata, rows
     /// as objects when asked.
     pub fn render(self, result: StatementResult) -> ShapedResult {
-        let rows = match self.format {
-            RowFormat::Arrays => result.rows.into_iter().map(Value::Array).collect(),
-            RowFormat::Objects => {
-                let keys = object_keys(&result.columns);
-                result
-                    .rows
-                    .into_iter()
-                    .map(|row| Value::Object(keys.iter().cloned().zip(row).collect()))
-                    .collect()
-            }
-        };
+        let keys = self.keys(&result.columns);
+        let rows = result
+            .rows
+            .into_iter()
+            .map(|row| self.row(&keys, row))
+            .collect();
         ShapedResult {
             columns: self.include_metadata.then_some(result.columns),
             rows,
             rows_affected: result.rows_affected,
             last_insert_id: result.last_insert_id,
+        }
+    }
+
+    /// The keys `row` needs for rows of `columns`: none for arrays, else `object_keys`.
+    pub fn keys(self, columns: &[Column]) -> Vec<String> {
+        match self.format {
+            RowFormat::Arrays => Vec::new(),
+            RowFormat::Objects => object_keys(columns),
+        }
+    }
+
+    /// One row in this shape; `keys` are `self.keys(columns)`.
+    pub fn row(self, keys: &[String], row: Vec<Value>) -> Value {
+        match self.format {
+            RowFormat::Arrays => Value::Array(row),
+            RowFormat::Objects => Value::Object(keys.iter().cloned().zip(row).collect()),
         }
     }
 }
