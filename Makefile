@@ -35,6 +35,21 @@ down: ## Stop everything `make up` started.
 status: ## Show each process and each worker's replication state.
 	local/stack.sh status
 
+TO ?=
+.PHONY: switchover
+switchover: ## Planned switchover of the local cluster to TO=worker-N (default: the first running worker); reads never stop, writes are held.
+	local/cluster.sh switchover $(TO)
+
+.PHONY: failover
+failover: ## Promote the running worker with the most of the lost primary's writes, and re-point the others (after the primary died).
+	local/cluster.sh failover
+
+.PHONY: reliability
+reliability: deps ## Switchover and failover under load on clusters of their own; rewrites the figures in docs/reliability.md.
+	rm -f target/reliability.jsonl
+	SQLGATE_RELIABILITY_OUT=$(CURDIR)/target/reliability.jsonl $(CARGO) test --locked -p gatekeeper --test topology -- --test-threads 1
+	scripts/reliability-doc.py target/reliability.jsonl docs/reliability.md
+
 ##@ Quality
 
 .PHONY: fmt

@@ -2,7 +2,7 @@
 # The local cluster: one manager and N workers on loopback, GTID replication, from the OS's
 # mariadbd or mysqld (MariaDB is installed from the OS packages when neither is present).
 #
-#   local/cluster.sh start|stop|status|wait|stop-node NAME
+#   local/cluster.sh start|stop|status|wait|stop-node NAME|switchover [NAME]|failover|primary
 #
 # Environment (defaults suit `make up`):
 #   SQLGATE_LOCAL_DIR     state directory                  (<repo>/.local)
@@ -11,12 +11,21 @@
 #   SQLGATE_REPLICATION   1: users, schema, replication; 0: bare GTID-ready instances only
 #   SQLGATE_APP_SCHEMAS   application schemas the sqlgate accounts are granted on
 #                         ("sakila app sbtest": the sample, yours (empty), the benchmarks')
+#   SQLGATE_SEMI_SYNC_TIMEOUT_MS  how long the primary waits for a worker to acknowledge a
+#                         commit (semi-synchronous, AFTER_SYNC) before it carries on without
+#                         one; the default, 4294967295, never does: a commit no worker has is
+#                         never acknowledged (docs/reliability.md). 0 turns semi-sync off.
 #   SQLGATE_WATCH_PID     stop the cluster when this process exits (tests)
 #   SQLGATE_WATCH_CLEANUP 1: and then delete the state directory
 #
 # TLS: a private CA and a certificate for each node and service live in $SQLGATE_LOCAL_DIR/tls/
 # (keys mode 0600, made once with openssl); every node requires TLS on TCP
 # (require_secure_transport) and replication verifies the manager's certificate.
+#
+# Roles: the node named `manager` is the first primary; `switchover` and `failover` promote a
+# worker and record the primary's name in $SQLGATE_LOCAL_DIR/primary, which `start` follows.
+# Every node starts read_only (fenced); only the recorded primary is made writable, so an old
+# primary that comes back never takes writes.
 #
 # Each node lives in $SQLGATE_LOCAL_DIR/db/<node>/ (my.cnf, data/, mysqld.sock, mysqld.pid,
 # error.log); root connects over the socket without a password. Generated passwords are kept in
@@ -30,6 +39,8 @@ DIR=$(cd "$DIR" && pwd)
 MANAGER_PORT=${SQLGATE_MANAGER_PORT:-3307}
 read -r -a WORKER_PORTS <<<"${SQLGATE_WORKER_PORTS-3308 3309}"
 REPLICATION=${SQLGATE_REPLICATION:-1}
+SEMI_SYNC_TIMEOUT_MS=${SQLGATE_SEMI_SYNC_TIMEOUT_MS:-4294967295}
+[[ $SEMI_SYNC_TIMEOUT_MS =~ ^[0-9]+$ ]] || { printf 'cluster: error: SQLGATE_SEMI_SYNC_TIMEOUT_MS must be a number of milliseconds\n' >&2; exit 64; }
 read -r -a APP_SCHEMAS <<<"${SQLGATE_APP_SCHEMAS:-sakila app sbtest}"
 for s in "${APP_SCHEMAS[@]}"; do
   # Letters and digits only: `_` and `%` are wildcards in a schema-level GRANT.
@@ -130,11 +141,32 @@ write_cnf() {
       echo "ssl_key=$TLS/$node-key.pem"
       echo "require_secure_transport=ON"
     fi
-    if [ "$REPLICATION" = 1 ] && [ "$node" != manager ]; then
+    if [ "$REPLICATION" = 1 ]; then
+      # Fenced at boot, the primary included: `start`, `switchover` and `failover` make the
+      # one primary writable (`promote`).
       echo "read_only=ON"
       if [ "$FLAVOR" = mysql ]; then echo "super_read_only=ON"; fi
+      semi_sync_cnf
     fi
   } >"$d/my.cnf"
+}
+
+# Semi-synchronous replication in the lossless mode: every node can acknowledge as a replica
+# and, once promoted, wait as a primary (`promote` turns the primary side on; at boot it is off,
+# since a primary with no replica yet would wait on its own bootstrap).
+semi_sync_cnf() {
+  [ "$SEMI_SYNC_TIMEOUT_MS" != 0 ] || return 0
+  if [ "$FLAVOR" = mariadb ]; then
+    echo "rpl_semi_sync_slave_enabled=ON"
+    echo "rpl_semi_sync_master_wait_point=AFTER_SYNC"
+    echo "rpl_semi_sync_master_timeout=$SEMI_SYNC_TIMEOUT_MS"
+  else
+    echo "plugin_load_add=semisync_source.so"
+    echo "plugin_load_add=semisync_replica.so"
+    echo "rpl_semi_sync_replica_enabled=ON"
+    echo "rpl_semi_sync_source_wait_point=AFTER_SYNC"
+    echo "rpl_semi_sync_source_timeout=$SEMI_SYNC_TIMEOUT_MS"
+  fi
 }
 
 running_pid() {
@@ -288,7 +320,7 @@ bootstrap_manager() {
   if [ "$FLAVOR" = mariadb ]; then monitor_grant="SLAVE MONITOR"; fi
   local names="'PENELOPE','NICK','ED','JENNIFER','JOHNNY','BETTE','GRACE','MATTHEW','JOE','CHRISTIAN','ZERO','KARL','UMA','VIVIEN','CUBA','FRED','HELEN','DAN','BOB','LUCILLE'"
   local surnames="'GUINESS','WAHLBERG','CHASE','DAVIS','LOLLOBRIGIDA','NICHOLSON','MOSTEL','JOHANSSON','SWANK','GABLE','CAGE','BERRY','WOOD','BERGEN','OLIVIER','COSTNER','VOIGHT','TORN','FAWCETT','TRACY'"
-  sql manager <<SQL
+  sql "$PRIMARY" <<SQL
 $(for s in "${APP_SCHEMAS[@]}"; do echo "CREATE DATABASE IF NOT EXISTS \`$s\`;"; done)
 CREATE DATABASE IF NOT EXISTS sbtest;
 CREATE USER IF NOT EXISTS 'repl'@'127.0.0.1' IDENTIFIED BY '$REPL_PASSWORD';
@@ -316,24 +348,42 @@ INSERT IGNORE INTO sakila.actor (actor_id, first_name, last_name, last_update)
 SQL
 }
 
-# Points a worker at the manager, over TLS with the manager's certificate verified. Re-applied
-# on every start (GTID positions make it idempotent), so an older cluster gets TLS too.
+# The port of node `$1`.
+port_of() {
+  local node port
+  for entry in "${NODES[@]}"; do read -r node port _ <<<"$entry"
+    [ "$node" = "$1" ] && { echo "$port"; return 0; }
+  done
+  die "no node named $1"
+}
+
+# The node that takes writes: the last one promoted, else `manager`.
+current_primary() {
+  if [ -s "$DIR/primary" ]; then cat "$DIR/primary"; else echo manager; fi
+}
+
+# Points node `$1` at the primary `$2`, over TLS with its certificate verified, from the
+# node's own GTID position (MASTER_USE_GTID=current_pos: what it has applied or, for a former
+# primary, written). Re-applied on every start: GTID positions make it idempotent.
 configure_worker() {
-  local node=$1
+  local node=$1 primary=${2:-$PRIMARY} port
+  port=$(port_of "$primary")
   if [ "$FLAVOR" = mariadb ]; then
-    log "wiring $node to the manager over TLS (MASTER_USE_GTID=slave_pos)"
+    log "wiring $node to $primary over TLS (MASTER_USE_GTID=current_pos)"
     sql "$node" <<SQL
+SET GLOBAL rpl_semi_sync_master_enabled = OFF;
 STOP SLAVE;
-CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=$MANAGER_PORT, MASTER_USER='repl',
-  MASTER_PASSWORD='$REPL_PASSWORD', MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1,
+CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=$port, MASTER_USER='repl',
+  MASTER_PASSWORD='$REPL_PASSWORD', MASTER_USE_GTID=current_pos, MASTER_CONNECT_RETRY=1,
   MASTER_SSL=1, MASTER_SSL_CA='$TLS/ca.pem', MASTER_SSL_VERIFY_SERVER_CERT=1;
 START SLAVE;
 SQL
   else
-    log "wiring $node to the manager over TLS (SOURCE_AUTO_POSITION=1)"
+    log "wiring $node to $primary over TLS (SOURCE_AUTO_POSITION=1)"
     sql "$node" <<SQL
+$( [ "$SEMI_SYNC_TIMEOUT_MS" = 0 ] || echo "SET GLOBAL rpl_semi_sync_source_enabled = OFF;" )
 STOP REPLICA;
-CHANGE REPLICATION SOURCE TO SOURCE_HOST='127.0.0.1', SOURCE_PORT=$MANAGER_PORT, SOURCE_USER='repl',
+CHANGE REPLICATION SOURCE TO SOURCE_HOST='127.0.0.1', SOURCE_PORT=$port, SOURCE_USER='repl',
   SOURCE_PASSWORD='$REPL_PASSWORD', SOURCE_AUTO_POSITION=1, SOURCE_CONNECT_RETRY=1,
   SOURCE_SSL=1, SOURCE_SSL_CA='$TLS/ca.pem', SOURCE_SSL_VERIFY_SERVER_CERT=1;
 START REPLICA;
@@ -341,22 +391,100 @@ SQL
   fi
 }
 
-# Waits until every worker has applied everything the manager has committed.
-wait_caught_up() {
-  local pos node ok
+# Makes node `$1` the primary: no replication of its own, writable, and (with workers to
+# acknowledge) waiting for one of them on every commit; records it.
+promote() {
+  local node=$1
+  log "promoting $node to primary"
   if [ "$FLAVOR" = mariadb ]; then
-    pos=$(sql manager -e "SELECT @@gtid_binlog_pos")
+    sql "$node" <<SQL
+STOP SLAVE;
+RESET SLAVE ALL;
+$( [ "$SEMI_SYNC_TIMEOUT_MS" = 0 ] || [ "${#WORKER_PORTS[@]}" = 0 ] || echo "SET GLOBAL rpl_semi_sync_master_enabled = ON;" )
+SET GLOBAL read_only = OFF;
+SQL
   else
-    pos=$(sql manager -e "SELECT @@gtid_executed" | tr -d '\n')
+    sql "$node" <<SQL
+STOP REPLICA;
+RESET REPLICA ALL;
+$( [ "$SEMI_SYNC_TIMEOUT_MS" = 0 ] || [ "${#WORKER_PORTS[@]}" = 0 ] || echo "SET GLOBAL rpl_semi_sync_source_enabled = ON;" )
+SET GLOBAL super_read_only = OFF;
+SET GLOBAL read_only = OFF;
+SQL
   fi
-  for entry in "${NODES[@]}"; do read -r node _ _ <<<"$entry";
-    [ "$node" = manager ] && continue
-    if [ "$FLAVOR" = mariadb ]; then
-      ok=$(sql "$node" -e "SELECT MASTER_GTID_WAIT('$pos', 60)")
+  echo "$node" >"$DIR/primary.tmp" && mv "$DIR/primary.tmp" "$DIR/primary"
+  PRIMARY=$node
+}
+
+# Fences node `$1`: read_only, so no account the proxy uses can write there.
+fence() {
+  local node=$1
+  log "fencing $node (read_only)"
+  if [ "$FLAVOR" = mariadb ]; then
+    sql "$node" -e "SET GLOBAL read_only = ON"
+  else
+    sql "$node" -e "SET GLOBAL super_read_only = ON"
+  fi
+}
+
+# The GTID position node `$1` has: written or applied (`applied`), or received from its
+# primary (`received`, a replica's IO position, which is what a semi-sync acknowledgement
+# promised).
+gtid_of() {
+  local node=$1 what=$2
+  if [ "$FLAVOR" = mariadb ]; then
+    if [ "$what" = received ]; then
+      sql "$node" -e "SHOW SLAVE STATUS\G" | awk -F': ' '/^ *Gtid_IO_Pos:/ { print $2 }'
     else
-      ok=$(sql "$node" -e "SELECT WAIT_FOR_EXECUTED_GTID_SET('$pos', 60)")
+      sql "$node" -e "SELECT @@gtid_current_pos"
     fi
-    [ "$ok" = 0 ] || die "$node did not catch up with the manager ($pos); see: local/cluster.sh status"
+  else
+    if [ "$what" = received ]; then
+      sql "$node" -e "SELECT RECEIVED_TRANSACTION_SET FROM performance_schema.replication_connection_status" | tr -d '\n'
+    else
+      sql "$node" -e "SELECT @@gtid_executed" | tr -d '\n'
+    fi
+  fi
+}
+
+# Waits until node `$1` has applied GTID position `$2` (at most `$3` seconds).
+wait_applied() {
+  local node=$1 pos=$2 secs=${3:-60} ok
+  [ -n "$pos" ] || return 0
+  if [ "$FLAVOR" = mariadb ]; then
+    ok=$(sql "$node" -e "SELECT MASTER_GTID_WAIT('$pos', $secs)")
+  else
+    ok=$(sql "$node" -e "SELECT WAIT_FOR_EXECUTED_GTID_SET('$pos', $secs)")
+  fi
+  [ "$ok" = 0 ]
+}
+
+# Node `$1`'s replication state in one line (threads, positions, errors).
+replica_state() {
+  sql "$1" -e "SHOW SLAVE STATUS\G" 2>/dev/null | awk -F': ' '
+    /^ *(Slave_IO_Running|Slave_SQL_Running|Slave_SQL_Running_State|Gtid_IO_Pos|Master_Port|Last_IO_Error|Last_SQL_Error):/ {
+      sub(/^ +/, "", $1); printf "%s=%s; ", $1, $2 }'
+  sql "$1" -e "SELECT CONCAT('gtid_current_pos=', @@gtid_current_pos, '; gtid_slave_pos=', @@gtid_slave_pos)" 2>/dev/null || true
+}
+
+# Waits until every running worker has applied everything the primary has committed. A node
+# whose replication stops with an error (a former primary whose GTID history diverged: it
+# wrote something no worker received before it died) is reported for a rebuild.
+wait_caught_up() {
+  local pos node i errors
+  PRIMARY=$(current_primary)
+  pos=$(gtid_of "$PRIMARY" applied)
+  for entry in "${NODES[@]}"; do read -r node _ _ <<<"$entry";
+    [ "$node" = "$PRIMARY" ] && continue
+    running_pid "$node" >/dev/null || { log "$node is not running: not waited for"; continue; }
+    for i in $(seq 1 60); do
+      wait_applied "$node" "$pos" 1 && continue 2
+      errors=$(sql "$node" -e "SHOW SLAVE STATUS\G" 2>/dev/null | awk -F': ' '/Last_(IO|SQL)_Error: ./ { sub(/^ +/, "", $1); printf "%s: %s; ", $1, $2 }')
+      if [ -n "$errors" ]; then
+        die "$node cannot replicate from $PRIMARY ($errors): its GTID history has diverged; it needs a rebuild (stop it, delete $(node_dir "$node"), start)"
+      fi
+    done
+    die "$node did not catch up with $PRIMARY ($pos) in 60 s: $(replica_state "$node"); see: local/cluster.sh status"
   done
 }
 
@@ -376,11 +504,15 @@ cmd_start() {
   if [ "$REPLICATION" = 1 ]; then load_secrets; ensure_tls; fi
   for entry in "${NODES[@]}"; do read -r node port id <<<"$entry"; start_node "$node" "$port" "$id"; done
   if [ "$REPLICATION" = 1 ]; then
+    PRIMARY=$(current_primary)
+    # Writable first (root's bootstrap writes), waiting for workers once they are wired.
+    SEMI_SYNC_TIMEOUT_MS=0 promote "$PRIMARY"
     bootstrap_manager
     for entry in "${NODES[@]}"; do read -r node _ _ <<<"$entry";
-      [ "$node" = manager ] || configure_worker "$node"
+      [ "$node" = "$PRIMARY" ] || configure_worker "$node"
     done
     wait_caught_up
+    promote "$PRIMARY"
   fi
   echo "$FLAVOR" >"$DIR/flavor"
   start_watcher
@@ -419,13 +551,86 @@ cmd_stop_node() {
   die "no node named $want"
 }
 
+# Planned switchover to `$1` (default: the first running worker): the primary is fenced (writes
+# stop: the proxies answer them 503 or hold them), the target applies everything the primary
+# wrote, is promoted, and every other node, the old primary included, replicates from it. Reads
+# never stop: workers keep serving while they are re-pointed.
+cmd_switchover() {
+  ensure_server; load_secrets
+  local old target=${1:-} node pos
+  old=$(current_primary)
+  running_pid "$old" >/dev/null || die "the primary $old is not running: use failover"
+  if [ -z "$target" ]; then
+    for entry in "${NODES[@]}"; do read -r node _ _ <<<"$entry"
+      [ "$node" != "$old" ] && running_pid "$node" >/dev/null && { target=$node; break; }
+    done
+  fi
+  [ -n "$target" ] || die "no running worker to switch over to"
+  [ "$target" != "$old" ] || die "$target is already the primary"
+  running_pid "$target" >/dev/null || die "$target is not running"
+  fence "$old"
+  pos=$(gtid_of "$old" applied)
+  log "waiting for $target to apply $old's position $pos"
+  if ! wait_applied "$target" "$pos" 30; then
+    log "$target did not catch up in 30 s: $old stays the primary"
+    promote "$old"
+    die "switchover aborted"
+  fi
+  promote "$target"
+  for entry in "${NODES[@]}"; do read -r node _ _ <<<"$entry"
+    [ "$node" = "$target" ] && continue
+    running_pid "$node" >/dev/null && configure_worker "$node" "$target"
+  done
+  log "switchover done: $target is the primary; $old replicates from it"
+}
+
+# Failover after the primary is lost: the running worker that has received the most of its
+# writes (with semi-sync, every acknowledged one is on at least one worker) applies all it
+# received, is promoted, and the others replicate from it. A primary that is still running is
+# fenced first. When the old primary comes back (`start`), it is read_only and rejoins as a
+# replica if its GTID history allows, else `status` says it needs a rebuild.
+cmd_failover() {
+  ensure_server; load_secrets
+  local old best="" best_seq=-1 node received seq
+  old=$(current_primary)
+  if running_pid "$old" >/dev/null; then
+    log "$old is still running: fencing it before anything is promoted"
+    fence "$old"
+  fi
+  for entry in "${NODES[@]}"; do read -r node _ _ <<<"$entry"
+    [ "$node" = "$old" ] && continue
+    running_pid "$node" >/dev/null || continue
+    received=$(gtid_of "$node" received)
+    seq=$(max_seq "$received" "$(gtid_of "$node" applied)")
+    log "$node has received up to $received"
+    if [ "$seq" -gt "$best_seq" ]; then best=$node; best_seq=$seq; fi
+  done
+  [ -n "$best" ] || die "no running worker to promote"
+  received=$(gtid_of "$best" received)
+  log "waiting for $best to apply what it received ($received)"
+  wait_applied "$best" "$received" 60 || die "$best did not apply its relay log in 60 s"
+  promote "$best"
+  for entry in "${NODES[@]}"; do read -r node _ _ <<<"$entry"
+    [ "$node" = "$best" ] || [ "$node" = "$old" ] && continue
+    running_pid "$node" >/dev/null && configure_worker "$node" "$best"
+  done
+  log "failover done: $best is the primary"
+}
+
+# The highest sequence number in GTID lists (MariaDB `domain-server-seq`, MySQL `uuid:1-N`).
+max_seq() {
+  printf '%s\n' "$@" | tr ',' '\n' | sed -E 's/.*[-:]([0-9]+)[[:space:]]*$/\1/;t;d' | sort -n | tail -n 1 | grep . || echo 0
+}
+
 cmd_status() {
   ensure_server
   local node port pid rc=0
   for entry in "${NODES[@]}"; do read -r node port _ <<<"$entry";
     if pid=$(running_pid "$node"); then
       printf '%-10s running  pid=%-8s 127.0.0.1:%s' "$node" "$pid" "$port"
-      if [ "$node" != manager ]; then
+      if [ "$node" = "$(current_primary)" ]; then
+        printf ' primary'
+      else
         local st
         st=$("$CLIENT" --no-defaults --protocol=socket --socket="$(node_dir "$node")/mysqld.sock" -uroot \
           -e "SHOW SLAVE STATUS\G" 2>/dev/null | awk -F': ' '
@@ -451,5 +656,8 @@ case "${1:-}" in
   stop-node) cmd_stop_node "${2:?usage: $0 stop-node NAME}" ;;
   status) cmd_status ;;
   wait) ensure_server; load_secrets; wait_caught_up ;;
-  *) echo "usage: $0 start|stop|status|wait|stop-node NAME" >&2; exit 64 ;;
+  switchover) cmd_switchover "${2:-}" ;;
+  failover) cmd_failover ;;
+  primary) current_primary ;;
+  *) echo "usage: $0 start|stop|status|wait|stop-node NAME|switchover [NAME]|failover|primary" >&2; exit 64 ;;
 esac

@@ -166,6 +166,14 @@ def check_node_cnf(flavor: str, render: Path) -> None:
             assert {"MyISAM", "MEMORY"} <= set(disabled), f"{flavor} {node}: non-transactional engines allowed"
         else:
             assert settings.get("enforce_storage_engine") == "InnoDB", f"{flavor} {node}: engines not enforced"
+        # Lossless semi-sync on every node (each may be promoted); waiting never gives up by default.
+        src, rep = ("source", "replica") if flavor == "mysql" else ("master", "slave")
+        assert settings.get(f"rpl_semi_sync_{rep}_enabled") == "ON", f"{flavor} {node}: semi-sync replica side off"
+        assert settings.get(f"rpl_semi_sync_{src}_wait_point") == "AFTER_SYNC", f"{flavor} {node}: not lossless"
+        assert settings.get(f"rpl_semi_sync_{src}_timeout") == "4294967295", f"{flavor} {node}: semi-sync degrades"
+        assert f"rpl_semi_sync_{src}_enabled" not in settings, f"{flavor} {node}: primary side on at boot"
+        if flavor == "mysql":
+            assert settings.get("plugin_load_add") == '"semisync_source.so;semisync_replica.so"', settings
 
 
 def check_replication(flavor: str, rep: dict) -> None:

@@ -256,6 +256,15 @@ async fn named_params_bind_by_name_and_never_inside_literals_or_comments() {
         assert_eq!((st, code(&body)), (400, "invalid_params"), "{sql}: {body}");
         assert!(message(&body).contains(says), "{sql}: {body}");
     }
+    // One name used more often than params may be given: refused before anything is bound.
+    let many = format!("SELECT 1{}", ",:a".repeat(1001));
+    let (st, body) = s
+        .query(
+            &s.keys.read,
+            json!({"sql": many, "params": {"a": "x".repeat(50_000)}}),
+        )
+        .await;
+    assert_eq!((st, code(&body)), (400, "invalid_params"), "{body}");
     let (st, body) = post_raw(
         &s,
         "/query",
@@ -690,6 +699,19 @@ async fn read_only_transactions_run_on_workers_and_stay_read_only() {
             json!({"read_only": false, "statements": [{"sql": format!("DELETE FROM {t}")}]}),
             403,
             "forbidden",
+        ),
+        // SERIALIZABLE makes every SELECT a locking read: not for read keys, not read-only.
+        (
+            &s.keys.read,
+            json!({"isolation": "serializable", "statements": [{"sql": format!("SELECT * FROM {t}")}]}),
+            403,
+            "forbidden",
+        ),
+        (
+            &s.keys.write,
+            json!({"read_only": true, "isolation": "serializable", "statements": [{"sql": format!("SELECT * FROM {t}")}]}),
+            400,
+            "bad_request",
         ),
     ];
     for (key, req, status, want) in refused {

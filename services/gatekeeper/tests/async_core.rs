@@ -533,7 +533,7 @@ async fn a_request_dropped_mid_statement_is_killed_and_its_connection_discarded(
     let state = proxy_state(cluster, &[("PROXY_POOL_SIZE", "1")]);
     let s = stack(Options::default()).await;
     let t = table(&s, "ac_drop").await;
-    let pool = state.cluster.manager.pool(sqlgate::Role::Write);
+    let pool = state.cluster.manager().pool(sqlgate::Role::Write);
     let started = Instant::now();
 
     // `execute::query` dropped mid-statement (what actix does to a handler it cancels).

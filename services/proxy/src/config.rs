@@ -44,6 +44,7 @@ pub const HTTP_WORKERS: &str = "PROXY_HTTP_WORKERS";
 pub const RTT_PROBE: &str = "PROXY_RTT_PROBE";
 pub const CONN_RECYCLE_BYTES: &str = "PROXY_CONN_RECYCLE_BYTES";
 pub const GTID_WAIT_MS: &str = "PROXY_GTID_WAIT_MS";
+pub const WRITE_WAIT_MS: &str = "PROXY_WRITE_WAIT_MS";
 
 /// Defaults, each with the reason for its value.
 pub mod defaults {
@@ -89,6 +90,11 @@ pub mod defaults {
     /// Replicas on one network apply a write within milliseconds; a second means this one lags
     /// and the manager should serve the read.
     pub const GTID_WAIT: Duration = Duration::from_secs(1);
+    /// How long a write is held while a switchover or failover is under way (the old primary
+    /// fenced, the new one not yet confirmed): a scripted switchover takes a second or two
+    /// including a monitor interval to notice each step, and a client would rather wait that
+    /// long than retry. Past it: 503.
+    pub const WRITE_WAIT: Duration = Duration::from_secs(5);
     /// Rows one result may have before the client is told to add a LIMIT.
     pub const MAX_ROWS: usize = 10_000;
     /// A response the gatekeeper and the client can hold comfortably in memory.
@@ -225,6 +231,8 @@ pub struct Config {
     pub stream_timeout: Duration,
     /// How long a worker may take to reach a read's `after_gtid` before the manager serves it.
     pub gtid_wait: Duration,
+    /// How long a write waits for a primary to be confirmed (`PROXY_WRITE_WAIT_MS`).
+    pub write_wait: Duration,
     pub limits: Limits,
     pub http_workers: usize,
     pub rtt_probe: RttProbe,
@@ -324,6 +332,7 @@ impl Config {
             )?,
             stream_timeout: millis(env, STREAM_TIMEOUT_MS, ms(defaults::STREAM_TIMEOUT))?,
             gtid_wait: millis(env, GTID_WAIT_MS, ms(defaults::GTID_WAIT))?,
+            write_wait: millis(env, WRITE_WAIT_MS, ms(defaults::WRITE_WAIT))?,
             limits: Limits {
                 max_body_bytes: get_or(env, MAX_BODY_BYTES, 1 << 20)?,
                 max_sql_bytes: get_or(env, MAX_SQL_BYTES, 64 << 10)?,

@@ -75,7 +75,25 @@ impl From<mysql_async::Error> for ExecError {
 /// ER_UNSUPPORTED_PS: the server parsed the text as one statement of a kind it cannot prepare.
 const UNSUPPORTED_PS: u16 = 1295;
 
+/// ER_READ_ONLY_MODE (MySQL's `super_read_only`).
+const READ_ONLY_MODE: u16 = 1836;
+/// ER_OPTION_PREVENTS_STATEMENT: `--read-only` among others, told apart by its message.
+const OPTION_PREVENTS_STATEMENT: u16 = 1290;
+
 impl ExecError {
+    /// Whether the server refused the statement because it is read-only: nothing ran (a fenced
+    /// primary during a switchover or failover).
+    pub fn refused_read_only(&self) -> bool {
+        match self {
+            ExecError::Sql { code, message, .. } => {
+                *code == READ_ONLY_MODE
+                    || (*code == OPTION_PREVENTS_STATEMENT
+                        && (message.contains("read-only") || message.contains("read_only")))
+            }
+            _ => false,
+        }
+    }
+
     /// Whether the connection must not go back to the pool.
     pub fn breaks_connection(&self) -> bool {
         matches!(

@@ -29,6 +29,11 @@ impl ProxyError {
         matches!(self, ProxyError::NodeUnavailable { .. })
     }
 
+    /// Whether a write was refused by a read-only node (nothing ran): see `execute::follow`.
+    pub fn refused_read_only(&self) -> bool {
+        matches!(self, ProxyError::Exec(e) if e.refused_read_only())
+    }
+
     /// Whether the connection it happened on must not go back to the pool.
     pub fn breaks_connection(&self) -> bool {
         matches!(self, ProxyError::Exec(e) if e.breaks_connection())
@@ -43,6 +48,12 @@ impl ProxyError {
         };
         match self {
             ProxyError::Client(e) => e,
+            e if e.refused_read_only() => hidden(
+                ErrorCode::Unavailable,
+                "no writable manager: a switchover or failover is under way",
+                &e,
+            )
+            .with_retry_after(1),
             ProxyError::Exec(ExecError::Sql {
                 code,
                 state,

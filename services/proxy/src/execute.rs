@@ -72,8 +72,16 @@ pub(crate) async fn follow<A: Attempt, N: FnMut(&str) + ?Sized>(
     attempt: &mut A,
 ) -> Result<Followed<A::Output>, ProxyError> {
     let cluster: &Cluster = &state.cluster;
-    let mut plan = route::plan(ask, &cluster.view(), None);
-    let mut node = cluster.get(plan.node).clone();
+    let writes = ask.route == sqlgate::Route::Write;
+    if writes && !hold_for_primary(state, None).await {
+        return Err(ProxyError::NodeUnavailable {
+            node: cluster.manager().name().to_string(),
+            detail: "no single writable primary confirmed".into(),
+        });
+    }
+    let view = cluster.view();
+    let mut plan = route::plan(ask, &view, None);
+    let mut node = cluster.get(&view, plan.node).clone();
     node_seen(node.name());
     let mut ran = attempt.run(state, &node, &plan).await;
     if plan.retry_elsewhere && ran.as_ref().is_err_and(ProxyError::retryable_read) {
@@ -85,14 +93,40 @@ pub(crate) async fn follow<A: Attempt, N: FnMut(&str) + ?Sized>(
                 .map(|e| e.to_string())
                 .unwrap_or_default()
         );
-        plan = route::plan(ask, &cluster.view(), Some(plan.node));
-        node = cluster.get(plan.node).clone();
+        let view = cluster.view();
+        let exclude = view
+            .nodes
+            .iter()
+            .position(|n| n.id == node_id(&node, cluster));
+        plan = route::plan(ask, &view, exclude);
+        node = cluster.get(&view, plan.node).clone();
         node_seen(node.name());
         ran = attempt.run(state, &node, &plan).await;
     }
+    if writes && ran.as_ref().is_err_and(ProxyError::refused_read_only) {
+        // The node was fenced after the plan was made (a switchover): nothing ran. Once the
+        // monitors confirm a new primary, the write goes there, once.
+        log::warn!(
+            "Write refused by a read-only primary, holding it node={}",
+            node.name()
+        );
+        if hold_for_primary(state, Some(node_id(&node, cluster))).await {
+            let view = cluster.view();
+            plan = route::plan(ask, &view, None);
+            node = cluster.get(&view, plan.node).clone();
+            node_seen(node.name());
+            ran = attempt.run(state, &node, &plan).await;
+        }
+    }
     if matches!(ran, Ok(Ran::NotCaughtUp)) {
-        plan = route::after_lag(&cluster.view(), plan.node, state.config.gtid_wait);
-        node = cluster.get(plan.node).clone();
+        let view = cluster.view();
+        let lagging = view
+            .nodes
+            .iter()
+            .position(|n| n.id == node_id(&node, cluster))
+            .unwrap_or(0);
+        plan = route::after_lag(&view, lagging, state.config.gtid_wait);
+        node = cluster.get(&view, plan.node).clone();
         node_seen(node.name());
         ran = attempt.run(state, &node, &plan).await;
     }
@@ -101,6 +135,36 @@ pub(crate) async fn follow<A: Attempt, N: FnMut(&str) + ?Sized>(
         Ran::NotCaughtUp => Err(ProxyError::Unexpected("the manager cannot lag".into())),
     }
 }
+
+/// The index of `node` in the cluster.
+fn node_id(node: &Arc<Node>, cluster: &Cluster) -> usize {
+    cluster
+        .all()
+        .position(|n| Arc::ptr_eq(n, node))
+        .unwrap_or(usize::MAX)
+}
+
+/// Holds a write while no primary is confirmed and the last one still answers (it was fenced:
+/// a switchover or failover is under way), or, with `refused_by`, until a primary other than
+/// that node is confirmed: at most `PROXY_WRITE_WAIT_MS`. A primary that does not answer is not
+/// waited for (its writes get 503 at once). Returns whether a primary is confirmed (and is not
+/// `refused_by`).
+async fn hold_for_primary(state: &State, refused_by: Option<usize>) -> bool {
+    let cluster = &state.cluster;
+    let topology = cluster.topology();
+    let settled = || topology.confirmed() && refused_by.is_none_or(|old| topology.primary() != old);
+    let deadline = tokio::time::Instant::now() + state.config.write_wait;
+    while !settled() && tokio::time::Instant::now() < deadline {
+        if refused_by.is_none() && !cluster.manager().health().reachable {
+            break;
+        }
+        tokio::time::sleep(HOLD_POLL).await;
+    }
+    settled()
+}
+
+/// How often a held write looks at the topology again.
+const HOLD_POLL: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Runs one statement as the plan says, with `database` as its default schema, its result
 /// collected in memory (the JSON answer).
@@ -406,7 +470,7 @@ async fn run_transaction(
     // A failure names its statement; one of the transaction itself (START, COMMIT) does not.
     // A lost connection or a passed deadline stays as it is, so the connection is discarded.
     let fail = |index: Option<usize>, e: ExecError| -> ProxyError {
-        if e.breaks_connection() {
+        if e.breaks_connection() || e.refused_read_only() {
             return ProxyError::Exec(e);
         }
         let api = ProxyError::Exec(e).into_api(request_id);

@@ -51,6 +51,7 @@ pub struct Metrics {
     lag: Family<NodeLabels, Gauge>,
     rtt: Family<NodeLabels, Gauge<f64, AtomicU64>>,
     in_flight: Family<NodeLabels, Gauge>,
+    semi_sync: Family<NodeLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -67,6 +68,7 @@ impl Default for Metrics {
         let lag = Family::<NodeLabels, Gauge>::default();
         let rtt = Family::<NodeLabels, Gauge<f64, AtomicU64>>::default();
         let in_flight = Family::<NodeLabels, Gauge>::default();
+        let semi_sync = Family::<NodeLabels, Gauge>::default();
         registry.register(
             "connections_opened",
             "Database connections opened",
@@ -107,6 +109,12 @@ impl Default for Metrics {
             "Statements executing on the node",
             in_flight.clone(),
         );
+        registry.register(
+            "semi_sync_active",
+            "1 while the primary waits for a worker to acknowledge each commit (semi-sync on), \
+             0 when it has fallen back to asynchronous replication",
+            semi_sync.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -117,6 +125,7 @@ impl Default for Metrics {
             lag,
             rtt,
             in_flight,
+            semi_sync,
         }
     }
 }
@@ -171,6 +180,8 @@ pub struct NodeStats {
     pub lag_seconds: Option<u64>,
     pub rtt_us: Option<f64>,
     pub in_flight: usize,
+    /// The primary's semi-sync state (`None` for other nodes, or not reported).
+    pub semi_sync: Option<bool>,
     /// Per database account: (account, idle connections, connections in use).
     pub pools: Vec<(&'static str, usize, usize)>,
 }
@@ -178,6 +189,11 @@ pub struct NodeStats {
 impl Metrics {
     /// Refreshes the node gauges from `nodes` and renders the text exposition.
     pub fn render(&self, nodes: &[NodeStats]) -> String {
+        // A node's role can change (switchover, failover): series of its old role go.
+        for family in [&self.eligible, &self.lag, &self.in_flight, &self.semi_sync] {
+            family.clear();
+        }
+        self.rtt.clear();
         for n in nodes {
             let labels = NodeLabels {
                 node: n.node.clone(),
@@ -186,6 +202,9 @@ impl Metrics {
             self.eligible
                 .get_or_create(&labels)
                 .set(i64::from(n.eligible));
+            if let Some(on) = n.semi_sync {
+                self.semi_sync.get_or_create(&labels).set(i64::from(on));
+            }
             if let Some(lag) = n.lag_seconds {
                 self.lag.get_or_create(&labels).set(lag as i64);
             }

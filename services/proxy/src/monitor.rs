@@ -16,6 +16,9 @@ struct Observation {
     read_only: bool,
     /// `None` when the node is not a replica at all.
     replica: Option<ReplicaStatus>,
+    /// As a primary: semi-synchronous replication on and waiting for workers; `None` when the
+    /// server does not report it.
+    semi_sync: Option<bool>,
 }
 
 /// The replication fields we need, found by column name in either flavour.
@@ -58,9 +61,14 @@ impl ReplicaStatus {
     }
 }
 
-/// Decides eligibility from an observation: the rules of docs/architecture.md in one place.
+/// Decides eligibility from an observation, for a node in `role`: the rules of
+/// docs/architecture.md in one place. A node is judged for both roles, since a switchover or a
+/// failover may change its role before its next check.
 fn judge(role: NodeRole, obs: &Observation, max_lag: Duration) -> Result<(), String> {
     match role {
+        NodeRole::Manager if obs.replica.is_some() => {
+            Err("replicating from another node: not a primary".into())
+        }
         NodeRole::Manager if obs.read_only => Err("manager is read_only".into()),
         NodeRole::Manager => Ok(()),
         NodeRole::Worker => {
@@ -90,26 +98,25 @@ fn judge(role: NodeRole, obs: &Observation, max_lag: Duration) -> Result<(), Str
     }
 }
 
-async fn observe(conn: &mut Conn, role: NodeRole) -> Result<Observation, mysql_async::Error> {
+async fn observe(conn: &mut Conn) -> Result<Observation, mysql_async::Error> {
     let (version, read_only): (String, i64) = conn
         .query_first("SELECT @@version, @@read_only")
         .await?
         .unwrap_or_default();
     let flavor = Flavor::from_version(&version);
-    let replica = if role == NodeRole::Worker {
-        let sql = match flavor {
-            Flavor::MariaDb => "SHOW SLAVE STATUS",
-            Flavor::MySql => "SHOW REPLICA STATUS",
-        };
-        let rows: Vec<Row> = conn.query(sql).await?;
-        rows.first().map(ReplicaStatus::from_row)
-    } else {
-        None
+    let (status_sql, semi_sync_var) = match flavor {
+        Flavor::MariaDb => ("SHOW SLAVE STATUS", "Rpl_semi_sync_master_status"),
+        Flavor::MySql => ("SHOW REPLICA STATUS", "Rpl_semi_sync_source_status"),
     };
+    let rows: Vec<Row> = conn.query(status_sql).await?;
+    let semi_sync: Option<(String, String)> = conn
+        .query_first(format!("SHOW GLOBAL STATUS LIKE '{semi_sync_var}'"))
+        .await?;
     Ok(Observation {
         version,
         read_only: read_only != 0,
-        replica,
+        replica: rows.first().map(ReplicaStatus::from_row),
+        semi_sync: semi_sync.map(|(_, v)| v.eq_ignore_ascii_case("ON")),
     })
 }
 
@@ -117,7 +124,6 @@ async fn observe(conn: &mut Conn, role: NodeRole) -> Result<Observation, mysql_a
 async fn check(
     conn: &mut Option<Conn>,
     opts: &Opts,
-    role: NodeRole,
     limit: Duration,
 ) -> Result<Observation, String> {
     let attempt = async {
@@ -125,7 +131,7 @@ async fn check(
             *conn = Some(Conn::new(opts.clone()).await?);
         }
         let c = conn.as_mut().expect("opened above");
-        observe(c, role).await
+        observe(c).await
     };
     match tokio::time::timeout(limit, attempt).await {
         Ok(Ok(obs)) => Ok(obs),
@@ -144,6 +150,7 @@ async fn check(
 /// Polls one node forever, keeping one monitor connection open between checks; also closes
 /// the node's pooled connections idle for too long.
 async fn watch(
+    cluster: Arc<Cluster>,
     node: Arc<Node>,
     opts: Opts,
     interval: Duration,
@@ -155,12 +162,11 @@ async fn watch(
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        let role = node.role;
-        let outcome = check(&mut conn, &opts, role, limit).await;
+        let outcome = check(&mut conn, &opts, limit).await;
         for (_, p) in node.pools() {
             pool::retire_idle(p);
         }
-        let before = node.health();
+        let before = (node.role(), node.eligible(), node.health().checked);
         node.update_health(|h| {
             h.checked = true;
             h.last_check = Some(Instant::now());
@@ -174,16 +180,18 @@ async fn watch(
                     h.io_running = obs.replica.as_ref().map(|r| r.io_running);
                     h.sql_running = obs.replica.as_ref().map(|r| r.sql_running);
                     h.lag_seconds = obs.replica.as_ref().and_then(|r| r.lag_seconds);
-                    let verdict = judge(role, obs, max_lag);
-                    h.eligible = verdict.is_ok();
-                    h.reason = verdict.err();
+                    h.replicating = obs.replica.is_some();
+                    h.semi_sync = obs.semi_sync;
+                    h.not_manager = judge(NodeRole::Manager, obs, max_lag).err();
+                    h.not_worker = judge(NodeRole::Worker, obs, max_lag).err();
                 }
                 Err(detail) => {
                     h.reachable = false;
-                    h.eligible = false;
                     // The reason reaches clients (a read's `fallback`): a fixed word. What the
                     // driver said stays on the proxy's private `/ready` and in its log.
-                    h.reason = Some("unreachable".to_string());
+                    h.not_manager = Some("unreachable".to_string());
+                    h.not_worker = Some("unreachable".to_string());
+                    h.semi_sync = None;
                     h.error = Some(detail.clone());
                     h.io_running = None;
                     h.sql_running = None;
@@ -191,17 +199,19 @@ async fn watch(
                 }
             }
         });
-        let after = node.health();
-        if before.eligible != after.eligible || !before.checked {
-            if after.eligible {
-                log::info!("Node eligible node={} role={}", node.name(), role.as_str());
+        cluster.elect();
+        let after = (node.role(), node.eligible());
+        if (before.0, before.1) != after || !before.2 {
+            let role = after.0.as_str();
+            if after.1 {
+                log::info!("Node eligible node={} role={role}", node.name());
             } else {
+                let h = node.health();
                 log::warn!(
-                    "Node not eligible node={} role={} reason={:?} error={:?}",
+                    "Node not eligible node={} role={role} reason={:?} error={:?}",
                     node.name(),
-                    role.as_str(),
-                    after.reason.as_deref().unwrap_or(""),
-                    after.error.as_deref().unwrap_or("")
+                    node.reason().unwrap_or_default(),
+                    h.error.as_deref().unwrap_or("")
                 );
             }
         }
@@ -209,7 +219,7 @@ async fn watch(
 }
 
 /// Starts one monitor task per node on the current tokio runtime.
-pub fn spawn(cluster: &Cluster, config: &Config) -> Vec<tokio::task::JoinHandle<()>> {
+pub fn spawn(cluster: &Arc<Cluster>, config: &Config) -> Vec<tokio::task::JoinHandle<()>> {
     cluster
         .all()
         .map(|node| {
@@ -222,6 +232,7 @@ pub fn spawn(cluster: &Cluster, config: &Config) -> Vec<tokio::task::JoinHandle<
             // A check may take as long as the interval, and never less than 2 s.
             let limit = config.monitor_interval.max(Duration::from_secs(2));
             tokio::spawn(watch(
+                cluster.clone(),
                 node.clone(),
                 opts,
                 config.monitor_interval,
@@ -240,6 +251,7 @@ mod tests {
         Observation {
             version: "10.11.6-MariaDB".into(),
             read_only: true,
+            semi_sync: None,
             replica: Some(ReplicaStatus {
                 io_running: io,
                 sql_running: sql,
@@ -266,6 +278,14 @@ mod tests {
         }
         let rw = Observation::default();
         assert!(judge(NodeRole::Manager, &rw, max).is_ok());
+        let replicating = Observation {
+            read_only: false,
+            ..replica(true, true, Some(0))
+        };
+        assert!(
+            judge(NodeRole::Manager, &replicating, max).is_err(),
+            "a writable replica is not a primary"
+        );
         let ro = Observation {
             read_only: true,
             ..Observation::default()

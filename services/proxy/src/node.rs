@@ -2,7 +2,7 @@
 
 use crate::config::{Config, NodeAddr};
 use crate::pool::{self, Flavor, Lease, Pool};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
@@ -15,10 +15,16 @@ pub struct Health {
     /// The monitor has completed at least one check.
     pub checked: bool,
     pub reachable: bool,
-    /// May serve requests of its role (reads, for a worker).
-    pub eligible: bool,
-    /// Why it is not eligible, in words fit for a client (`unreachable`, `lag 9s …`).
-    pub reason: Option<String>,
+    /// Why it may not serve as the manager, in words fit for a client (`unreachable`,
+    /// `read_only`…); `None` when it may.
+    pub not_manager: Option<String>,
+    /// Why it may not serve reads as a worker (`lag 9s …`); `None` when it may.
+    pub not_worker: Option<String>,
+    /// It has a replication source configured (a replica status row): never the primary.
+    pub replicating: bool,
+    /// As a primary: whether semi-synchronous replication is on and waiting for workers
+    /// (`Rpl_semi_sync_master_status`); `None` when not known or not a primary.
+    pub semi_sync: Option<bool>,
     /// The last connection error, for operators only (the proxy's `/ready` and log).
     pub error: Option<String>,
     pub version: Option<String>,
@@ -34,10 +40,34 @@ pub struct Health {
     pub rtt_method: Option<&'static str>,
 }
 
+/// Which node is the primary, as the monitors last agreed (`Cluster::elect`).
+#[derive(Debug)]
+pub struct Topology {
+    /// Index into `Cluster::nodes` of the primary, or of the last one while none is confirmed.
+    primary: AtomicUsize,
+    /// Exactly one node is writable and not replicating, and it is `primary`. False while a
+    /// switchover or failover is under way (no writable node) or, never expected, when two
+    /// are writable: writes then wait a bounded time, and are refused rather than sent to a
+    /// node that is not the one primary.
+    confirmed: AtomicBool,
+}
+
+impl Topology {
+    pub fn primary(&self) -> usize {
+        self.primary.load(Ordering::Acquire)
+    }
+
+    pub fn confirmed(&self) -> bool {
+        self.confirmed.load(Ordering::Acquire)
+    }
+}
+
 /// One database node.
 pub struct Node {
     pub addr: NodeAddr,
-    pub role: NodeRole,
+    /// Its index in `Cluster::nodes`.
+    index: usize,
+    topology: Arc<Topology>,
     /// One pool per database account: `read`, `write`, `admin` (see `pool`).
     pools: [Pool; 3],
     health: RwLock<Health>,
@@ -46,6 +76,38 @@ pub struct Node {
 }
 
 impl Node {
+    /// Its current part: the manager while it is the primary the monitors agreed on.
+    pub fn role(&self) -> NodeRole {
+        if self.topology.primary() == self.index {
+            NodeRole::Manager
+        } else {
+            NodeRole::Worker
+        }
+    }
+
+    /// Why it may not serve its current role now, in words fit for a client; `None` when it
+    /// may. The manager also needs the topology confirmed (one writable node).
+    pub fn reason(&self) -> Option<String> {
+        let role = self.role();
+        self.with_health(|h| {
+            if !h.checked {
+                return Some("not checked yet".into());
+            }
+            match role {
+                NodeRole::Manager if !self.topology.confirmed() => Some(
+                    "no single writable primary (a switchover or failover is under way)".into(),
+                ),
+                NodeRole::Manager => h.not_manager.clone(),
+                NodeRole::Worker => h.not_worker.clone(),
+            }
+        })
+    }
+
+    /// May serve requests of its current role (reads, for a worker).
+    pub fn eligible(&self) -> bool {
+        self.reason().is_none()
+    }
+
     /// The pool of connections as `account` (`Role::Read` runs as the read account…).
     pub fn pool(&self, account: sqlgate::Role) -> &Pool {
         &self.pools[account as usize]
@@ -124,20 +186,26 @@ impl Drop for InFlight {
     }
 }
 
-/// The manager and the workers.
+/// Every database node; which one is the manager is the `Topology`'s to say.
 pub struct Cluster {
-    pub manager: Arc<Node>,
-    pub workers: Vec<Arc<Node>>,
+    /// `PROXY_MANAGER` first (the primary until the monitors say otherwise), then
+    /// `PROXY_WORKERS`, in order.
+    nodes: Vec<Arc<Node>>,
+    topology: Arc<Topology>,
 }
 
 impl Cluster {
     pub fn new(config: &Config, metrics: &crate::metrics::Metrics) -> Cluster {
-        let make = |addr: &NodeAddr, role: NodeRole| {
+        let topology = Arc::new(Topology {
+            primary: AtomicUsize::new(0),
+            confirmed: AtomicBool::new(true),
+        });
+        let make = |index: usize, addr: &NodeAddr| {
             let opened = metrics
                 .connects
                 .get_or_create(&crate::metrics::NodeLabels {
                     node: addr.name.clone(),
-                    role: role.as_str(),
+                    role: "any",
                 })
                 .clone();
             let pool_for = |level: sqlgate::Role| {
@@ -154,7 +222,8 @@ impl Cluster {
             };
             Arc::new(Node {
                 addr: addr.clone(),
-                role,
+                index,
+                topology: topology.clone(),
                 pools: [
                     pool_for(sqlgate::Role::Read),
                     pool_for(sqlgate::Role::Write),
@@ -164,22 +233,74 @@ impl Cluster {
                 in_flight: AtomicUsize::new(0),
             })
         };
-        Cluster {
-            manager: make(&config.manager, NodeRole::Manager),
-            workers: config
-                .workers
-                .iter()
-                .map(|w| make(w, NodeRole::Worker))
-                .collect(),
-        }
+        let nodes = std::iter::once(&config.manager)
+            .chain(config.workers.iter())
+            .enumerate()
+            .map(|(i, addr)| make(i, addr))
+            .collect();
+        Cluster { nodes, topology }
     }
 
+    /// The primary (the last one, while the topology is not confirmed).
+    pub fn manager(&self) -> &Arc<Node> {
+        &self.nodes[self.topology.primary()]
+    }
+
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    /// Every node, in configuration order.
     pub fn all(&self) -> impl Iterator<Item = &Arc<Node>> {
-        std::iter::once(&self.manager).chain(self.workers.iter())
+        self.nodes.iter()
     }
 
     pub fn by_name(&self, name: &str) -> Option<&Arc<Node>> {
         self.all().find(|n| n.name() == name)
+    }
+
+    /// Decides which node is the primary from what the monitors last saw: the one node that is
+    /// reachable, writable (`read_only` off) and replicates from nobody. Until every node has
+    /// been checked once, the configured manager stands. No such node (the primary fenced or
+    /// lost), or more than one: nothing is confirmed, and writes are held or refused.
+    pub fn elect(&self) {
+        let seen: Vec<Health> = self.nodes.iter().map(|n| n.health()).collect();
+        if seen.iter().any(|h| !h.checked) {
+            return;
+        }
+        let writable: Vec<usize> = seen
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| h.reachable && h.read_only == Some(false) && !h.replicating)
+            .map(|(i, _)| i)
+            .collect();
+        let before = (self.topology.primary(), self.topology.confirmed());
+        match writable[..] {
+            [one] => {
+                self.topology.primary.store(one, Ordering::Release);
+                self.topology.confirmed.store(true, Ordering::Release);
+            }
+            [] => self.topology.confirmed.store(false, Ordering::Release),
+            _ => {
+                self.topology.confirmed.store(false, Ordering::Release);
+                if before.1 {
+                    let names: Vec<&str> = writable.iter().map(|i| self.nodes[*i].name()).collect();
+                    log::error!(
+                        "Several writable nodes: no writes until one is fenced nodes={}",
+                        names.join(",")
+                    );
+                }
+            }
+        }
+        let after = (self.topology.primary(), self.topology.confirmed());
+        if before != after {
+            let name = self.nodes[after.0].name();
+            if after.1 {
+                log::warn!("Primary confirmed node={name}");
+            } else {
+                log::warn!("No single writable primary: writes held, then refused last={name}");
+            }
+        }
     }
 
     /// Every node's figures for a metrics scrape.
@@ -189,11 +310,14 @@ impl Cluster {
                 let h = n.health();
                 crate::metrics::NodeStats {
                     node: n.name().to_string(),
-                    role: n.role.as_str(),
-                    eligible: h.eligible,
+                    role: n.role().as_str(),
+                    eligible: n.eligible(),
                     lag_seconds: h.lag_seconds,
                     rtt_us: h.rtt_us,
                     in_flight: n.in_flight(),
+                    semi_sync: (n.role() == NodeRole::Manager)
+                        .then_some(h.semi_sync)
+                        .flatten(),
                     pools: n
                         .pools()
                         .map(|(account, pool)| {
@@ -206,29 +330,30 @@ impl Cluster {
             .collect()
     }
 
-    /// The node `route::plan` named: 0 is the manager, then the workers in order.
-    pub fn get(&self, index: usize) -> &Arc<Node> {
-        match index {
-            0 => &self.manager,
-            i => &self.workers[i - 1],
-        }
+    /// The node `route::plan` named in `view` (the view's order is not the cluster's).
+    pub fn get(&self, view: &crate::route::ClusterView<'_>, index: usize) -> &Arc<Node> {
+        &self.nodes[view.nodes[index].id]
     }
 
     /// What routing needs to know of every node now, as plain data (`route::plan` is a pure
-    /// function of it).
+    /// function of it): the manager first, then the other nodes in configuration order.
     pub fn view(&self) -> crate::route::ClusterView<'_> {
+        let primary = self.topology.primary();
+        let order = std::iter::once(primary).chain((0..self.nodes.len()).filter(|i| *i != primary));
         crate::route::ClusterView {
-            nodes: self
-                .all()
-                .map(|n| {
+            nodes: order
+                .map(|id| {
+                    let n = &self.nodes[id];
+                    let reason = n.reason();
                     n.with_health(|h| crate::route::NodeView {
+                        id,
                         name: n.name(),
-                        role: n.role,
+                        role: n.role(),
                         checked: h.checked,
                         reachable: h.reachable,
-                        eligible: h.eligible,
+                        eligible: reason.is_none(),
                         applier_running: h.sql_running == Some(true),
-                        reason: h.reason.clone(),
+                        reason,
                         rtt_us: h.rtt_us,
                         in_flight: n.in_flight(),
                     })

@@ -12,6 +12,8 @@ use std::time::Duration;
 /// taking a snapshot per request copies no strings for healthy nodes).
 #[derive(Debug, Clone)]
 pub struct NodeView<'a> {
+    /// Which node it is (`node::Cluster::get`).
+    pub id: usize,
     pub name: &'a str,
     pub role: NodeRole,
     /// The monitor has completed at least one check.
@@ -195,6 +197,7 @@ mod tests {
         rtt_us: Option<f64>,
     ) -> NodeView<'static> {
         NodeView {
+            id: 0,
             name,
             role,
             checked: true,

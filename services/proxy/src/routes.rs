@@ -179,7 +179,9 @@ async fn query(req: HttpRequest, payload: web::Payload, state: web::Data<State>)
         Ok(asked) => asked,
         Err(e) => return reply::<()>(&req, &request_id, Err(e)),
     };
-    if sqlgate::stream::wanted(&req) {
+    // Only reads stream: a write's answer is one line of counts, and a write must not outlive
+    // the statement deadline (the stream's is longer).
+    if sqlgate::stream::wanted(&req) && asked.prepared.route() == Route::Read {
         return stream_query(&req, &state, asked, request_id, started).await;
     }
     let result = answer_query(&req, &state, asked, &request_id, started).await;
@@ -249,7 +251,7 @@ async fn answer_query(
         kind: asked.prepared.route(),
         mode: asked.mode,
         node: answer.node.name().to_string(),
-        role: answer.node.role,
+        role: answer.node.role(),
         fallback: answer.fallback,
         result: asked.shape.render(answer.result),
         gtid: answer.gtid,
@@ -366,7 +368,7 @@ async fn handle_transaction(
     Ok(TypedTransactionResponse {
         request_id: request_id.to_string(),
         node: answer.placed.node.name().to_string(),
-        role: answer.placed.node.role,
+        role: answer.placed.node.role(),
         fallback: answer.placed.fallback,
         results: answer
             .results
@@ -425,7 +427,7 @@ async fn handle_batch(
     Ok(TypedBatchResponse {
         request_id: request_id.to_string(),
         node: answer.placed.node.name().to_string(),
-        role: answer.placed.node.role,
+        role: answer.placed.node.role(),
         results: answer
             .results
             .into_iter()
@@ -450,36 +452,43 @@ async fn ready(state: web::Data<State>) -> HttpResponse {
         .all()
         .map(|n| {
             let h = n.health();
+            let reason = n.reason();
             json!({
                 "name": n.name(),
-                "role": n.role.as_str(),
+                "role": n.role().as_str(),
                 "address": format!("{}:{}", n.addr.host, n.addr.port),
                 "checked": h.checked,
                 "reachable": h.reachable,
-                "eligible": h.eligible,
-                "reason": h.reason,
+                "eligible": reason.is_none(),
+                "reason": reason,
                 "error": h.error,
                 "flavor": h.flavor.map(|f| f.as_str()),
                 "version": h.version,
                 "read_only": h.read_only,
+                "replicating": h.replicating,
                 "replication_io_running": h.io_running,
                 "replication_sql_running": h.sql_running,
                 "lag_seconds": h.lag_seconds,
+                "semi_sync": (n.role() == sqlgate::wire::NodeRole::Manager).then_some(h.semi_sync).flatten(),
                 "rtt_ms": h.rtt_us.map(|us| (us / 10.0).round() / 100.0),
                 "rtt_method": h.rtt_method,
                 "in_flight": n.in_flight(),
             })
         })
         .collect();
-    let manager = state.cluster.manager.health();
-    let ready = manager.eligible;
+    let manager = state.cluster.manager();
+    let reason = manager.reason();
+    let ready = reason.is_none();
     let tcp_fallback = state
         .cluster
         .all()
         .any(|n| n.health().rtt_method == Some("tcp"));
     let body = json!({
         "ready": ready,
-        "reason": if ready { None } else { Some(manager.reason.unwrap_or_else(|| "manager not checked yet".into())) },
+        "reason": reason,
+        "manager": manager.name(),
+        "primary_confirmed": state.cluster.topology().confirmed(),
+        "semi_sync": manager.health().semi_sync,
         "default_mode": state.config.default_mode,
         "rtt_source": if tcp_fallback { "tcp_connect (ICMP not permitted or PROXY_RTT_PROBE=tcp)" } else { "icmp" },
         "nodes": nodes,

@@ -25,6 +25,11 @@ use tokio::time::Instant;
 /// slow client stops the reading within a few rows.
 const BUFFER_LINES: usize = 16;
 
+/// How long a client may read nothing while the stream has a line for it: then it counts as
+/// gone, and the statement stops. Long enough for any reader that is reading; short enough that
+/// stalled readers cannot hold the pools for the stream timeout.
+const CLIENT_STALL_LIMIT: Duration = Duration::from_secs(10);
+
 /// The least time the last line (done or error) is given to reach a slow client, even when
 /// the stream's deadline has passed.
 const LAST_LINE_WAIT: Duration = Duration::from_secs(1);
@@ -207,6 +212,9 @@ impl Attempt for Streamed<'_> {
         let mut lease = execute::lease(state, node, work.account()).await?;
         let killer = lease.conn().killer();
         let left = self.deadline.saturating_duration_since(Instant::now());
+        // Closed when the response is dropped: the client went away, even mid-computation
+        // (before a line was due) or before the header.
+        let gone = self.outlet.lines.clone();
         let mut lines = Lines {
             outlet: &mut self.outlet,
             request: self.request,
@@ -216,7 +224,7 @@ impl Attempt for Streamed<'_> {
             rows: 0,
         };
         lease.set_busy(true);
-        let (ran, killed) = db::within(
+        let work_done = db::within(
             &killer,
             left,
             lease.kill_limit(),
@@ -235,15 +243,26 @@ impl Attempt for Streamed<'_> {
                 c.touch(done.as_ref().map_or(256, |d| d.received));
                 Ok(Ran::Done(done?))
             },
-        )
-        .await;
+        );
+        let (ran, killed) = tokio::select! {
+            biased;
+            done = work_done => done,
+            () = gone.closed() => (Err(ExecError::Abandoned), false),
+        };
         let rows = lines.rows;
         let started = self.outlet.opened.is_none();
         settle(lease.conn(), killed, started, &ran);
         // A stream that failed after its header with part of its result unread: the lease's
         // drop kills the statement and discards the connection.
-        let unread =
-            !killed && started && matches!(&ran, Err(e) if !matches!(e, ExecError::Sql { .. }));
+        // A client gone at any point leaves a statement that may still run: killed too.
+        let abandoned = matches!(&ran, Err(ExecError::Abandoned));
+        if abandoned {
+            lease.conn().broken = true;
+        }
+        let unread = abandoned
+            || (!killed
+                && started
+                && matches!(&ran, Err(e) if !matches!(e, ExecError::Sql { .. })));
         lease.set_busy(unread);
         Ok(ran?.map(|summary| Finished { summary, rows }))
     }
@@ -275,13 +294,16 @@ struct Lines<'a> {
 }
 
 impl Lines<'_> {
-    /// Sends one line; a client that went away stops the statement.
+    /// Sends one line; a client that went away, or that reads nothing for
+    /// `CLIENT_STALL_LIMIT`, stops the statement (a stalled reader would otherwise hold a
+    /// database connection for the whole stream timeout).
     async fn send(&mut self, line: Bytes) -> Result<(), ExecError> {
-        self.outlet
-            .lines
-            .send(Line::Part(line))
+        match tokio::time::timeout(CLIENT_STALL_LIMIT, self.outlet.lines.send(Line::Part(line)))
             .await
-            .map_err(|_| ExecError::Abandoned)
+        {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) | Err(_) => Err(ExecError::Abandoned),
+        }
     }
 }
 
@@ -294,7 +316,7 @@ impl Sink for Lines<'_> {
             kind: self.request.work.route(),
             mode: self.request.mode,
             node: self.node.name().to_string(),
-            role: self.node.role,
+            role: self.node.role(),
             fallback: self.plan.fallback.clone(),
             columns: shape.include_metadata.then_some(columns),
         };

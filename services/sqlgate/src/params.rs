@@ -198,6 +198,15 @@ pub const TYPES: [&str; 7] = [
 const MAX_DECIMAL_LEN: usize = 80;
 
 impl Param {
+    /// Roughly the bytes it takes to send.
+    pub fn size(&self) -> usize {
+        match self {
+            Param::Text(t) => t.len(),
+            Param::Bytes(b) => b.len(),
+            _ => 8,
+        }
+    }
+
     /// The value to bind for `v`: JSON scalars as they are (booleans as 1 and 0), typed values
     /// checked and converted. The error says what is wrong, without the value's name.
     pub fn from_json(v: &Value) -> Result<Param, String> {

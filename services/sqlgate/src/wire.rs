@@ -283,6 +283,20 @@ pub fn prepare_transaction(
     if let Some(db) = &req.database {
         db.check_policy()?;
     }
+    if req.isolation == Some(Isolation::Serializable) {
+        // InnoDB makes every plain SELECT of a SERIALIZABLE transaction a locking read.
+        if read_only {
+            return Err(bad(
+                "serializable makes every read a locking read: not in a read_only transaction",
+            ));
+        }
+        if role < Role::Write {
+            return Err(ApiError::new(
+                ErrorCode::Forbidden,
+                "a read key may not take locks, and serializable makes every read a locking read",
+            ));
+        }
+    }
     req.statements
         .iter()
         .enumerate()
@@ -366,19 +380,35 @@ pub fn prepare_batch(
     if let Some(db) = &req.database {
         db.check_policy()?;
     }
+    // The text is classified once for the whole batch; each set is only bound.
+    let named = matches!(req.param_sets[0], Params::Named(_));
+    let (statement, names) = classify(classifier, &req.sql, named, limits.max_params)?;
+    statement.check_role(role)?;
+    if statement.category() != crate::statement::Category::Dml {
+        return Err(bad(
+            "a batch runs one data change (INSERT, UPDATE, DELETE, REPLACE); \
+             send reads to /query and other statements on their own",
+        ));
+    }
+    let account = statement.account().min(role);
+    let statement = std::sync::Arc::new(statement);
     req.param_sets
         .iter()
         .enumerate()
         .map(|(i, params)| {
-            let p = prepare_for(classifier, role, &req.sql, params, limits.max_params)
-                .map_err(|e| e.with_statement_index(i))?;
-            if p.statement().category() != crate::statement::Category::Dml {
-                return Err(bad(
-                    "a batch runs one data change (INSERT, UPDATE, DELETE, REPLACE); \
-                     send reads to /query and other statements on their own",
-                ));
-            }
-            Ok(p)
+            let params = bind(
+                &statement,
+                names.as_deref(),
+                params,
+                &req.sql,
+                limits.max_params,
+            )
+            .map_err(|e| e.with_statement_index(i))?;
+            Ok(Prepared {
+                statement: statement.clone(),
+                params,
+                account,
+            })
         })
         .collect()
 }
@@ -557,23 +587,54 @@ fn check_count(given: usize, max: usize) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Classifies `sql` and checks its `params` against the placeholders; returns the statement and
-/// the values to bind, in placeholder order. Named params: the text's `:name` placeholders are
-/// rewritten to `?` (`lexer::rewrite_named`, never inside literals or comments) and the
-/// rewritten text is what is classified, and later sent. Does not check the key's role:
-/// `prepare_for`, which does everything, is the one way in.
-fn prepare(
+/// Most bytes the values bound to one statement may add up to. A `:name` used many times binds
+/// its value each time, so named params could otherwise turn a small body into gigabytes.
+pub const MAX_BOUND_BYTES: usize = 4 << 20;
+
+/// Classifies `sql` for params of the kind given (`named`: `:name` placeholders, rewritten to
+/// `?` by `lexer::rewrite_named`, never inside literals or comments; the rewritten text is what
+/// is classified, and later sent). Returns the statement and, for named params, the name each
+/// placeholder stands for.
+fn classify(
     classifier: &Classifier,
     sql: &str,
-    params: &Params,
+    named: bool,
     max_params: usize,
-) -> Result<(Statement, Vec<Param>), ApiError> {
-    match params {
-        Params::Positional(values) => {
+) -> Result<(Statement, Option<Vec<String>>), ApiError> {
+    if !named {
+        return Ok((classifier.parse(sql)?, None));
+    }
+    let rewritten = crate::lexer::rewrite_named(sql)
+        .map_err(|e| crate::statement::SqlError::Ambiguous(e.to_string()))?;
+    if rewritten.names.len() > max_params {
+        return Err(invalid_params(format!(
+            "the statement has {} named placeholders, at most {max_params} allowed",
+            rewritten.names.len()
+        )));
+    }
+    let stmt = classifier.parse(&rewritten.sql)?;
+    if stmt.placeholders() != rewritten.names.len() {
+        return Err(invalid_params(
+            "the statement mixes ? and :name placeholders: use one kind",
+        ));
+    }
+    Ok((stmt, Some(rewritten.names)))
+}
+
+/// The values to bind, in placeholder order, for a statement `classify` returned (`names`), or
+/// what is wrong with `params`.
+fn bind(
+    stmt: &Statement,
+    names: Option<&[String]>,
+    params: &Params,
+    original_sql: &str,
+    max_params: usize,
+) -> Result<Vec<Param>, ApiError> {
+    match (params, names) {
+        (Params::Positional(values), None) => {
             let bound = check_params(values, max_params)?;
-            let stmt = classifier.parse(sql)?;
             if stmt.placeholders() != values.len() {
-                let hint = crate::lexer::rewrite_named(sql)
+                let hint = crate::lexer::rewrite_named(original_sql)
                     .ok()
                     .and_then(|n| n.names.into_iter().next())
                     .map(|n| format!(" (it uses :{n}: send params as an object)"))
@@ -584,44 +645,69 @@ fn prepare(
                     values.len()
                 )));
             }
-            Ok((stmt, bound))
+            Ok(bound)
         }
-        Params::Named(entries) => {
+        (Params::Named(entries), Some(names)) => {
             check_count(entries.len(), max_params)?;
-            let named = crate::lexer::rewrite_named(sql)
-                .map_err(|e| crate::statement::SqlError::Ambiguous(e.to_string()))?;
-            let stmt = classifier.parse(&named.sql)?;
-            if stmt.placeholders() != named.names.len() {
-                return Err(invalid_params(
-                    "the statement mixes ? and :name placeholders: use one kind",
-                ));
-            }
-            let value = |name: &str| entries.iter().find(|(k, _)| k == name).map(|(_, v)| v);
-            if let Some((extra, _)) = entries.iter().find(|(k, _)| !named.names.contains(k)) {
+            if let Some((extra, _)) = entries.iter().find(|(k, _)| !names.contains(k)) {
                 return Err(invalid_params(format!(
                     "params names `{extra}`, which the statement does not use"
                 )));
             }
-            let bound = named
-                .names
+            let mut converted: Vec<(&str, Param)> = Vec::with_capacity(entries.len());
+            for (k, v) in entries {
+                let p =
+                    Param::from_json(v).map_err(|e| invalid_params(format!("params.{k}: {e}")))?;
+                converted.push((k, p));
+            }
+            let mut total = 0usize;
+            names
                 .iter()
                 .map(|n| {
-                    let v = value(n).ok_or_else(|| {
+                    let (_, p) = converted.iter().find(|(k, _)| k == n).ok_or_else(|| {
                         invalid_params(format!("the statement uses :{n} but params has no `{n}`"))
                     })?;
-                    Param::from_json(v).map_err(|e| invalid_params(format!("params.{n}: {e}")))
+                    total += p.size();
+                    if total > MAX_BOUND_BYTES {
+                        return Err(invalid_params(format!(
+                            "the values bound add up to more than {MAX_BOUND_BYTES} bytes \
+                             (a long value used by many placeholders)"
+                        )));
+                    }
+                    Ok(p.clone())
                 })
-                .collect::<Result<_, _>>()?;
-            Ok((stmt, bound))
+                .collect()
         }
+        (Params::Named(_), None) | (Params::Positional(_), Some(_)) => Err(invalid_params(
+            "params must all be arrays (? placeholders) or all objects (:name placeholders)",
+        )),
     }
+}
+
+/// Classifies `sql` and checks its `params` against the placeholders; returns the statement and
+/// the values to bind, in placeholder order. Does not check the key's role: `prepare_for`,
+/// which does everything, is the one way in.
+fn prepare(
+    classifier: &Classifier,
+    sql: &str,
+    params: &Params,
+    max_params: usize,
+) -> Result<(Statement, Vec<Param>), ApiError> {
+    let named = matches!(params, Params::Named(_));
+    if let Params::Named(entries) = params {
+        check_count(entries.len(), max_params)?;
+    }
+    let (stmt, names) = classify(classifier, sql, named, max_params)?;
+    let bound = bind(&stmt, names.as_deref(), params, sql, max_params)?;
+    Ok((stmt, bound))
 }
 
 /// One statement that passed every check for the key that sent it, and the database account it
 /// runs as. Only `prepare_for` makes one, so holding a `Prepared` proves the checks were made.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Prepared {
-    statement: Statement,
+    /// Shared by the sets of a batch.
+    statement: std::sync::Arc<Statement>,
     params: Vec<Param>,
     account: Role,
 }
@@ -653,7 +739,7 @@ impl Prepared {
         self.account
     }
 
-    pub fn into_parts(self) -> (Statement, Vec<Param>) {
+    pub fn into_parts(self) -> (std::sync::Arc<Statement>, Vec<Param>) {
         (self.statement, self.params)
     }
 }
@@ -672,7 +758,7 @@ pub fn prepare_for(
     statement.check_role(role)?;
     let account = statement.account().min(role);
     Ok(Prepared {
-        statement,
+        statement: std::sync::Arc::new(statement),
         params,
         account,
     })
@@ -1182,6 +1268,78 @@ mod tests {
                 "{body}"
             );
         }
+    }
+
+    #[test]
+    fn named_params_cannot_multiply_a_body() {
+        let c = Classifier::new(1 << 20, 16);
+        let many = format!("SELECT 1{}", ",:a".repeat(1001));
+        let one: Params = serde_json::from_str(r#"{"a": "x"}"#).unwrap();
+        let e = prepare_for(&c, Role::Read, &many, &one, 1000).unwrap_err();
+        assert_eq!(e.code(), ErrorCode::InvalidParams, "{e}");
+        let sql = format!("SELECT 1{}", ",:a".repeat(1000));
+        let long: Params =
+            serde_json::from_value(serde_json::json!({"a": "x".repeat(MAX_BOUND_BYTES / 999)}))
+                .unwrap();
+        let e = prepare_for(&c, Role::Read, &sql, &long, 1000).unwrap_err();
+        assert!(e.detail.message.contains("add up"), "{e}");
+        assert!(prepare_for(&c, Role::Read, &sql, &one, 1000).is_ok());
+    }
+
+    #[test]
+    fn a_batch_is_classified_once_and_shares_its_statement() {
+        // Past the classifier cache's text size: classifying per set would parse it 1000 times.
+        let c = Classifier::new(1 << 20, 16);
+        let sql = format!("INSERT INTO app.t (a) VALUES (?){}", ",(1)".repeat(2000));
+        let req = BatchRequest {
+            sql,
+            param_sets: (0..1000)
+                .map(|i| Params::Positional(vec![Value::from(i)]))
+                .collect(),
+            request_id: None,
+            database: None,
+        };
+        let limits = Limits {
+            max_params: 10,
+            max_tx_statements: 10,
+            max_batch_sets: 1000,
+        };
+        let p = prepare_batch(&c, Role::Write, &req, &limits).unwrap();
+        assert_eq!(p.len(), 1000);
+        assert!(std::sync::Arc::ptr_eq(&p[0].statement, &p[999].statement));
+        assert_eq!(p[999].params(), &[Param::Int(999)]);
+        let mut mixed = req.clone();
+        mixed.param_sets[5] = serde_json::from_str(r#"{"a": 1}"#).unwrap();
+        let e = prepare_batch(&c, Role::Write, &mixed, &limits).unwrap_err();
+        assert_eq!(
+            (e.code(), e.detail.statement_index),
+            (ErrorCode::InvalidParams, Some(5))
+        );
+        let e = prepare_batch(&c, Role::Read, &req, &limits).unwrap_err();
+        assert_eq!(e.code(), ErrorCode::Forbidden);
+    }
+
+    #[test]
+    fn serializable_takes_locks_so_a_read_key_may_not() {
+        let c = Classifier::new(1024, 16);
+        let limits = Limits {
+            max_params: 10,
+            max_tx_statements: 10,
+            max_batch_sets: 10,
+        };
+        let tx = |extra: &str| -> TransactionRequest {
+            parse_json(format!(r#"{{"statements": [{{"sql": "SELECT 1"}}]{extra}}}"#).as_bytes())
+                .unwrap()
+        };
+        let serial = tx(r#", "isolation": "serializable""#);
+        let e = prepare_transaction(&c, Role::Read, &serial, &limits).unwrap_err();
+        assert_eq!(e.code(), ErrorCode::Forbidden);
+        assert!(prepare_transaction(&c, Role::Write, &serial, &limits).is_ok());
+        let ro = tx(r#", "isolation": "serializable", "read_only": true"#);
+        let e = prepare_transaction(&c, Role::Admin, &ro, &limits).unwrap_err();
+        assert_eq!(e.code(), ErrorCode::BadRequest);
+        let rc = tx(r#", "isolation": "read_committed", "read_only": true"#);
+        assert!(prepare_transaction(&c, Role::Read, &rc, &limits).is_ok());
     }
 
     #[test]

@@ -9,7 +9,6 @@
 use futures_util::FutureExt;
 use mysql_common::{
     io::ParseBuf,
-    named_params::ParsedNamedParams,
     packets::{ComStmtClose, StmtPacket},
 };
 
@@ -45,22 +44,15 @@ fn to_statement_move<'a, T: AsQuery + 'a>(
 ) -> ToStatementResult<'a> {
     let fut = async move {
         let query = stmt.as_query();
-        let parsed = ParsedNamedParams::parse(query.as_ref())?;
-        let inner_stmt = match conn.get_cached_stmt(parsed.query()) {
+        // sqlgate: the text is prepared exactly as given. The upstream release reads `:name`
+        // in it as a named parameter and rewrites it to `?` with its own lexer, which differs
+        // from the server's (optimizer hints, backslashes before a quote); sqlgate binds named
+        // parameters itself, before the text is checked (vendor/README.md).
+        let inner_stmt = match conn.get_cached_stmt(query.as_ref()) {
             Some(inner_stmt) => inner_stmt,
-            None => {
-                conn.prepare_statement(Cow::Borrowed(parsed.query()))
-                    .await?
-            }
+            None => conn.prepare_statement(Cow::Borrowed(query.as_ref())).await?,
         };
-        Ok(Statement::new(
-            inner_stmt,
-            parsed
-                .params()
-                .iter()
-                .map(|x| x.as_ref().to_vec())
-                .collect::<Vec<_>>(),
-        ))
+        Ok(Statement::new(inner_stmt, Vec::new()))
     }
     .boxed();
     ToStatementResult::Mediate(fut)
