@@ -572,14 +572,21 @@ fn prepare(
         Params::Positional(values) => {
             let bound = check_params(values, max_params)?;
             let stmt = classifier.parse(sql)?;
-            if stmt.placeholders() != values.len() {
-                let hint = crate::lexer::rewrite_named(sql)
-                    .ok()
-                    .and_then(|n| n.names.into_iter().next())
-                    .map(|n| format!(" (it uses :{n}: send params as an object)"))
-                    .unwrap_or_default();
+            // `:name` placeholders with an array (or none) are refused whatever the count: sent
+            // as they are, the driver would read them as placeholders and fail the statement.
+            let named = sql
+                .contains(':')
+                .then(|| crate::lexer::rewrite_named(sql).ok())
+                .flatten()
+                .and_then(|n| n.names.into_iter().next());
+            if let Some(n) = named {
                 return Err(invalid_params(format!(
-                    "the statement has {} placeholders but {} params were given{hint}",
+                    "the statement uses :{n}: send params as an object"
+                )));
+            }
+            if stmt.placeholders() != values.len() {
+                return Err(invalid_params(format!(
+                    "the statement has {} placeholders but {} params were given",
                     stmt.placeholders(),
                     values.len()
                 )));
@@ -1129,6 +1136,15 @@ mod tests {
                 ErrorCode::AmbiguousSql,
             ),
             (Role::Admin, "SELECT ?", vec![], ErrorCode::InvalidParams),
+            // Found by schemathesis (make api-contract): `:name` with no params reached the
+            // driver, which read it as a placeholder (503 instead of 400).
+            (Role::Admin, "SELECT :a", vec![], ErrorCode::InvalidParams),
+            (
+                Role::Admin,
+                "INSERT INTO app.t VALUES (:a, ?)",
+                vec![Value::from(1)],
+                ErrorCode::InvalidParams,
+            ),
             (
                 Role::Admin,
                 "SELECT 1",
