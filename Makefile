@@ -69,8 +69,13 @@ test-rust: deps ## Unit and integration tests (start real clusters on free ports
 test-smoke: deps ## What a new user does: up on spare ports, the printed curl, up again, down.
 	local/smoke-test.sh
 
+.PHONY: api-contract
+api-contract: deps ## docs/openapi.yaml against a throwaway stack: contract tests, then schemathesis per key role (API_CONTRACT_SEED, API_CONTRACT_MAX_EXAMPLES).
+	@scripts/os-packages.sh --for "make api-contract" python3-venv
+	scripts/api-contract/run.sh
+
 .PHONY: test
-test: deps lint test-rust test-smoke $(if $(wildcard mk/deploy.mk),deploy-check) $(if $(wildcard mk/bench.mk),loadtest-check) ## Everything CI runs.
+test: deps lint test-rust test-smoke api-contract $(if $(wildcard mk/deploy.mk),deploy-check) $(if $(wildcard mk/bench.mk),loadtest-check) ## Everything CI runs.
 	@echo "make test: all checks passed"
 
 -include mk/*.mk

@@ -633,14 +633,21 @@ fn bind(
     match (params, names) {
         (Params::Positional(values), None) => {
             let bound = check_params(values, max_params)?;
-            if stmt.placeholders() != values.len() {
-                let hint = crate::lexer::rewrite_named(original_sql)
-                    .ok()
-                    .and_then(|n| n.names.into_iter().next())
-                    .map(|n| format!(" (it uses :{n}: send params as an object)"))
-                    .unwrap_or_default();
+            // `:name` placeholders with an array (or none) are refused whatever the count: the
+            // server would read them as a syntax error, and the count says nothing useful.
+            let named = original_sql
+                .contains(':')
+                .then(|| crate::lexer::rewrite_named(original_sql).ok())
+                .flatten()
+                .and_then(|n| n.names.into_iter().next());
+            if let Some(n) = named {
                 return Err(invalid_params(format!(
-                    "the statement has {} placeholders but {} params were given{hint}",
+                    "the statement uses :{n}: send params as an object"
+                )));
+            }
+            if stmt.placeholders() != values.len() {
+                return Err(invalid_params(format!(
+                    "the statement has {} placeholders but {} params were given",
                     stmt.placeholders(),
                     values.len()
                 )));
@@ -1215,6 +1222,15 @@ mod tests {
                 ErrorCode::AmbiguousSql,
             ),
             (Role::Admin, "SELECT ?", vec![], ErrorCode::InvalidParams),
+            // Found by schemathesis (make api-contract): `:name` with no params reached the
+            // driver, which read it as a placeholder (503 instead of 400).
+            (Role::Admin, "SELECT :a", vec![], ErrorCode::InvalidParams),
+            (
+                Role::Admin,
+                "INSERT INTO app.t VALUES (:a, ?)",
+                vec![Value::from(1)],
+                ErrorCode::InvalidParams,
+            ),
             (
                 Role::Admin,
                 "SELECT 1",
