@@ -459,6 +459,32 @@ wait_applied() {
   [ "$ok" = 0 ]
 }
 
+# Fails (and says why) when node `$1` has written a transaction that the primary `$2` does not
+# have: a former primary that committed something no worker received before it died. It can
+# never replicate from `$2` (the GTID histories have diverged) and must be rebuilt from it.
+check_history() {
+  local node=$1 primary=$2 mine theirs entry d s n m
+  if [ "$FLAVOR" = mariadb ]; then
+    mine=$(sql "$node" -e "SELECT @@gtid_binlog_pos")
+    theirs=$(sql "$primary" -e "SELECT @@gtid_binlog_state")
+    for entry in ${mine//,/ }; do
+      IFS=- read -r d s n <<<"$entry"
+      m=$(tr ',' '\n' <<<"$theirs" | awk -F- -v d="$d" -v s="$s" '$1 == d && $2 == s { print $3 }')
+      if [ -z "$m" ] || [ "$m" -lt "$n" ]; then
+        log "$node wrote $entry, which $primary never received: its GTID history has diverged; it needs a rebuild (stop it, delete $(node_dir "$node"), start)"
+        return 1
+      fi
+    done
+  else
+    mine=$(sql "$node" -e "SELECT @@gtid_executed" | tr -d '\n')
+    theirs=$(sql "$primary" -e "SELECT @@gtid_executed" | tr -d '\n')
+    [ "$(sql "$primary" -e "SELECT GTID_SUBSET('$mine', '$theirs')")" = 1 ] || {
+      log "$node has transactions $primary never received: its GTID history has diverged; it needs a rebuild (stop it, delete $(node_dir "$node"), start)"
+      return 1
+    }
+  fi
+}
+
 # Node `$1`'s replication state in one line (threads, positions, errors).
 replica_state() {
   sql "$1" -e "SHOW SLAVE STATUS\G" 2>/dev/null | awk -F': ' '
@@ -477,6 +503,7 @@ wait_caught_up() {
   for entry in "${NODES[@]}"; do read -r node _ _ <<<"$entry";
     [ "$node" = "$PRIMARY" ] && continue
     running_pid "$node" >/dev/null || { log "$node is not running: not waited for"; continue; }
+    [[ " ${SKIP_NODES:-} " == *" $node "* ]] && continue
     for i in $(seq 1 60); do
       wait_applied "$node" "$pos" 1 && continue 2
       errors=$(sql "$node" -e "SHOW SLAVE STATUS\G" 2>/dev/null | awk -F': ' '/Last_(IO|SQL)_Error: ./ { sub(/^ +/, "", $1); printf "%s: %s; ", $1, $2 }')
@@ -508,11 +535,15 @@ cmd_start() {
     # Writable first (root's bootstrap writes), waiting for workers once they are wired.
     SEMI_SYNC_TIMEOUT_MS=0 promote "$PRIMARY"
     bootstrap_manager
+    local diverged=()
     for entry in "${NODES[@]}"; do read -r node _ _ <<<"$entry";
-      [ "$node" = "$PRIMARY" ] || configure_worker "$node"
+      [ "$node" = "$PRIMARY" ] && continue
+      # A diverged node stays fenced (read_only) and out of replication.
+      if check_history "$node" "$PRIMARY"; then configure_worker "$node"; else diverged+=("$node"); fi
     done
-    wait_caught_up
+    SKIP_NODES="${diverged[*]}" wait_caught_up
     promote "$PRIMARY"
+    [ "${#diverged[@]}" = 0 ] || die "rebuild needed for: ${diverged[*]} (see above); the rest of the cluster is up"
   fi
   echo "$FLAVOR" >"$DIR/flavor"
   start_watcher
