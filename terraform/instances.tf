@@ -1,5 +1,8 @@
 # Five instances by default: gatekeeper (public subnet, an Elastic IP),
-# proxy, manager and worker_count workers (private subnet, no public address:
+# proxy, manager and worker_count workers. With gatekeeper_count or
+# proxy_count above one, the gatekeepers and proxies are Auto Scaling groups
+# behind load balancers instead (scale.tf) and the two instances here are
+# not created; the databases stay these plain instances in every case (private subnet, no public address:
 # the subnet maps none and they ask for none). No user data: every secret and
 # per-host setting is delivered by Ansible over SSH through the gatekeeper,
 # never through instance metadata. Root volumes hold the AMI only: database
@@ -17,6 +20,8 @@ locals {
 }
 
 resource "aws_instance" "gatekeeper" {
+  count = local.scaled ? 0 : 1
+
   ami                    = local.instance_roles.gatekeeper.ami
   instance_type          = local.instance_roles.gatekeeper.type
   subnet_id              = aws_subnet.public.id
@@ -48,6 +53,8 @@ resource "aws_instance" "gatekeeper" {
 }
 
 resource "aws_instance" "proxy" {
+  count = local.scaled ? 0 : 1
+
   ami                    = local.instance_roles.proxy.ami
   instance_type          = local.instance_roles.proxy.type
   subnet_id              = aws_subnet.private.id
@@ -141,4 +148,15 @@ resource "aws_instance" "worker" {
   lifecycle {
     ignore_changes = [ami, key_name]
   }
+}
+
+# Earlier deployments had these two without count: same instances, no replacement.
+moved {
+  from = aws_instance.gatekeeper
+  to   = aws_instance.gatekeeper[0]
+}
+
+moved {
+  from = aws_instance.proxy
+  to   = aws_instance.proxy[0]
 }

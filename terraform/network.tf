@@ -1,6 +1,8 @@
-# A dedicated VPC with one public subnet (the gatekeeper, the only host with
-# a public address) and one private subnet (proxy and databases) that has no
-# route out: the baked AMIs need no Internet.
+# A dedicated VPC with a public subnet in each of two availability zones (the
+# gatekeepers, the only hosts with a public address; the second zone serves
+# the load-balanced gatekeepers of scale.tf) and one private subnet (proxies
+# and databases, all in the first zone) that has no route out: the baked AMIs
+# need no Internet.
 
 resource "aws_vpc" "this" {
   cidr_block           = var.vpc_cidr
@@ -34,6 +36,17 @@ resource "aws_subnet" "public" {
   tags = { Name = "${var.name}-public", Tier = "public" }
 }
 
+# The first zone's subnets keep indexes 0 and 1 (earlier deployments); the
+# second zone's public subnet is the VPC's third /24.
+resource "aws_subnet" "public_second" {
+  vpc_id                  = aws_vpc.this.id
+  cidr_block              = cidrsubnet(var.vpc_cidr, 24 - tonumber(split("/", var.vpc_cidr)[1]), 2)
+  availability_zone       = local.az_second
+  map_public_ip_on_launch = false
+
+  tags = { Name = "${var.name}-public-second", Tier = "public" }
+}
+
 resource "aws_subnet" "private" {
   vpc_id                  = aws_vpc.this.id
   cidr_block              = cidrsubnet(var.vpc_cidr, 24 - tonumber(split("/", var.vpc_cidr)[1]), 1)
@@ -57,6 +70,11 @@ resource "aws_route" "public_internet" {
 
 resource "aws_route_table_association" "public" {
   subnet_id      = aws_subnet.public.id
+  route_table_id = aws_route_table.public.id
+}
+
+resource "aws_route_table_association" "public_second" {
+  subnet_id      = aws_subnet.public_second.id
   route_table_id = aws_route_table.public.id
 }
 
@@ -131,6 +149,9 @@ resource "aws_iam_role_policy" "flow_logs" {
 # The gatekeeper's public address: an Elastic IP that outlives the instance,
 # so a new app AMI (which replaces the gatekeeper) keeps the API's address,
 # and with it the clients' configuration and the TLS certificate's name.
+# Scaled out (scale.tf), the API's address is the load balancer's and this
+# address stays allocated, unassociated, so scaling back to one gatekeeper
+# gets it back (and the plan guard never sees it deleted).
 resource "aws_eip" "gatekeeper" {
   domain = "vpc"
 
@@ -140,6 +161,13 @@ resource "aws_eip" "gatekeeper" {
 }
 
 resource "aws_eip_association" "gatekeeper" {
+  count = local.scaled ? 0 : 1
+
   allocation_id = aws_eip.gatekeeper.id
-  instance_id   = aws_instance.gatekeeper.id
+  instance_id   = aws_instance.gatekeeper[0].id
+}
+
+moved {
+  from = aws_eip_association.gatekeeper
+  to   = aws_eip_association.gatekeeper[0]
 }

@@ -48,18 +48,24 @@ variable "tags" {
 }
 
 variable "vpc_cidr" {
-  description = "CIDR block of the dedicated VPC; the public and private subnets are its first two /24s."
+  description = "CIDR block of the dedicated VPC; the public and private subnets are its first two /24s, the second zone's public subnet its third."
   type        = string
   default     = "10.42.0.0/16"
 
   validation {
-    condition     = can(cidrnetmask(var.vpc_cidr)) && tonumber(split("/", var.vpc_cidr)[1]) <= 23
-    error_message = "The vpc_cidr must be an IPv4 CIDR block of /23 or larger."
+    condition     = can(cidrnetmask(var.vpc_cidr)) && tonumber(split("/", var.vpc_cidr)[1]) <= 22
+    error_message = "The vpc_cidr must be an IPv4 CIDR block of /22 or larger."
   }
 }
 
 variable "availability_zone" {
-  description = "Availability zone of both subnets; null picks the region's first available zone."
+  description = "Availability zone of the databases, the proxies and the first public subnet; null picks the region's first available zone."
+  type        = string
+  default     = null
+}
+
+variable "second_availability_zone" {
+  description = "Availability zone of the second public subnet (the load-balanced gatekeepers' other zone); null picks the next available zone after availability_zone."
   type        = string
   default     = null
 }
@@ -103,6 +109,28 @@ variable "worker_count" {
   validation {
     condition     = var.worker_count >= 1 && var.worker_count <= 10 && floor(var.worker_count) == var.worker_count
     error_message = "The worker_count must be a whole number from 1 to 10."
+  }
+}
+
+variable "gatekeeper_count" {
+  description = "Number of gatekeepers. 1: the single gatekeeper instance on its Elastic IP, configured by Ansible. More: an Auto Scaling group of that size across two availability zones behind an Internet-facing Network Load Balancer (TLS passthrough on 443), each instance configured at boot from SSM Parameter Store (docs/deploy.md, Scaling out)."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.gatekeeper_count >= 1 && var.gatekeeper_count <= 20 && floor(var.gatekeeper_count) == var.gatekeeper_count
+    error_message = "The gatekeeper_count must be a whole number from 1 to 20."
+  }
+}
+
+variable "proxy_count" {
+  description = "Number of proxies. 1 (with gatekeeper_count 1): the single proxy instance. More (or gatekeeper_count above 1): an Auto Scaling group of that size behind an internal Network Load Balancer that the gatekeepers' GATEKEEPER_PROXY_URL names, configured at boot from SSM Parameter Store."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.proxy_count >= 1 && var.proxy_count <= 20 && floor(var.proxy_count) == var.proxy_count
+    error_message = "The proxy_count must be a whole number from 1 to 20."
   }
 }
 

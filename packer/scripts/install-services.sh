@@ -18,8 +18,17 @@ done
 install -d -o root -g root -m 0755 /etc/sqlgate
 install -o root -g root -m 0644 /tmp/sqlgate-app/gatekeeper.service /etc/systemd/system/gatekeeper.service
 install -o root -g root -m 0644 /tmp/sqlgate-app/proxy.service /etc/systemd/system/proxy.service
+
+# Scaled out (an Auto Scaling group), an instance configures itself from SSM
+# Parameter Store at boot: the AWS CLI, the script and its unit, enabled (it
+# does nothing without the /etc/sqlgate/ssm.env the launch template writes).
+apt-get install -y --no-install-recommends awscli
+install -o root -g root -m 0755 /tmp/sqlgate-app/sqlgate-ssm-config.sh /usr/local/sbin/sqlgate-ssm-config
+install -o root -g root -m 0644 /tmp/sqlgate-app/sqlgate-ssm-config.service /etc/systemd/system/sqlgate-ssm-config.service
 systemctl daemon-reload
+systemctl enable sqlgate-ssm-config.service
 
 # Refuse an image whose units systemd would not accept.
-systemd-analyze verify /etc/systemd/system/gatekeeper.service /etc/systemd/system/proxy.service
+systemd-analyze verify /etc/systemd/system/gatekeeper.service /etc/systemd/system/proxy.service \
+  /etc/systemd/system/sqlgate-ssm-config.service
 

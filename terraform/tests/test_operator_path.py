@@ -289,7 +289,7 @@ def test_gatekeeper_tls_settings_refused_before_anything(settings, error, tmp_pa
 def test_gatekeeper_tls_settings_become_extra_vars():
     """The settings reach the Ansible run as extra vars; the Makefile passes them."""
     script = _read("terraform/tools/aws.sh")
-    assert 'ansible-playbook" -i "$INVENTORY" -e "$GATEKEEPER_TLS_VARS" "$ROOT/ansible/site.yml"' in script
+    assert 'ansible-playbook" -i "$INVENTORY" -e "$GATEKEEPER_TLS_VARS" ${JUMP[@]+"${JUMP[@]}"} "$ROOT/ansible/site.yml"' in script
     for var in ("sqlgate_tls_gatekeeper_dns", "sqlgate_tls_gatekeeper_cert_file", "sqlgate_tls_gatekeeper_key_file"):
         assert f'"{var}"' in script
     assert script.index("  gatekeeper_tls_settings\n  preflight deploy") > 0, "checked before the preflight"

@@ -18,6 +18,8 @@
 #   ADMIN_CIDR       who may SSH to the gatekeeper           (your address/32, detected)
 #   ALLOWED_CIDRS    who may call the API, comma-separated   (0.0.0.0/0)
 #   WORKERS          number of MySQL workers                 (2)
+#   GATEKEEPERS      number of gatekeepers                   (1; more: NLB + Auto Scaling group)
+#   PROXIES          number of proxies                       (1; more: internal NLB + Auto Scaling group)
 #   DEPLOY_VENV      venv with ansible and boto3             (.local/venv-deploy)
 #   KEEP_AMIS        1: destroy leaves the AMIs
 #   CONFIRM          yes: destroy without asking
@@ -39,6 +41,8 @@ VENV=${DEPLOY_VENV:-$ROOT/.local/venv-deploy}
 export AWS_REGION=${AWS_REGION:-${AWS_DEFAULT_REGION:-us-east-1}}
 export AWS_DEFAULT_REGION=$AWS_REGION
 WORKERS=${WORKERS:-2}
+GATEKEEPERS=${GATEKEEPERS:-1}
+PROXIES=${PROXIES:-1}
 ALLOWED_CIDRS=${ALLOWED_CIDRS:-0.0.0.0/0}
 TFVARS=$STATE/terraform.tfvars.json
 INVENTORY=$STATE/inventory.yml
@@ -95,6 +99,8 @@ json.dump({
     "admin_cidr": "$CIDR",
     "allowed_cidrs": [c.strip() for c in "$ALLOWED_CIDRS".split(",") if c.strip()],
     "worker_count": int("$WORKERS"),
+    "gatekeeper_count": int("$GATEKEEPERS"),
+    "proxy_count": int("$PROXIES"),
     "ssh_public_key": open("$STATE/ssh/id_ed25519.pub").read().strip(),
     "app_ami_id": app or None,
     "mysql_ami_id": mysql or None,
@@ -185,6 +191,18 @@ print(json.dumps({"sqlgate_tls_gatekeeper_dns": os.environ["DNS"],
                   "sqlgate_tls_gatekeeper_key_file": os.environ["KEY"]}))')
 }
 
+# JUMP: Ansible's extra vars naming the SSH jump host when scaled out (any
+# running gatekeeper, found by tag); empty with a single gatekeeper, whose
+# Elastic IP the inventory names itself.
+JUMP=()
+jump_host() {
+  local host
+  if [[ $(tf output -raw scaled 2>/dev/null) == true ]]; then
+    host=$(aws_py jump-host "$(cat "$DEPLOYMENT_ID_FILE")") || die "no running gatekeeper to reach the databases through"
+    JUMP=(-e "sqlgate_jump_host=${host% *}" -e "sqlgate_jump_instance_id=${host#* }")
+  fi
+}
+
 api_key() { sed -n "s/^SQLGATE_API_KEY_$1=//p" "$KEYS_ENV"; }
 
 deploy() {
@@ -201,8 +219,9 @@ deploy() {
   say "terraform apply (database instances and volumes are never replaced)"
   apply
   tf output -raw ansible_inventory >"$INVENTORY"
-  say "configuring the hosts with Ansible (data volumes, replication workers first, TLS, services)"
-  "$VENV/bin/ansible-playbook" -i "$INVENTORY" -e "$GATEKEEPER_TLS_VARS" "$ROOT/ansible/site.yml"
+  jump_host
+  say "configuring the hosts with Ansible (data volumes, replication workers first, TLS, services or SSM parameters)"
+  "$VENV/bin/ansible-playbook" -i "$INVENTORY" -e "$GATEKEEPER_TLS_VARS" ${JUMP[@]+"${JUMP[@]}"} "$ROOT/ansible/site.yml"
   local url key ca=$TLS_CA tls_note="the certificate is issued by this deployment's CA, $TLS_CA (give it to your clients)"
   url=$(tf output -raw gatekeeper_url)
   key=$(api_key READ)
@@ -284,12 +303,14 @@ need_deployment() {
 backup() {
   need_deployment
   preflight backup
-  "$VENV/bin/ansible-playbook" -i "$INVENTORY" "$ROOT/ansible/backup.yml"
+  jump_host
+  "$VENV/bin/ansible-playbook" -i "$INVENTORY" ${JUMP[@]+"${JUMP[@]}"} "$ROOT/ansible/backup.yml"
 }
 
 sysbench() {
   need_deployment
-  "$VENV/bin/ansible-playbook" -i "$INVENTORY" "$ROOT/ansible/sysbench.yml"
+  jump_host
+  "$VENV/bin/ansible-playbook" -i "$INVENTORY" ${JUMP[@]+"${JUMP[@]}"} "$ROOT/ansible/sysbench.yml"
   say "results in $ROOT/results/sysbench/"
 }
 

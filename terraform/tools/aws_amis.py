@@ -10,6 +10,9 @@
                                               sqlgate:snapshot=KIND (final, manual); waits until done
   aws_amis.py purge-snapshots DEPLOYMENT      delete DEPLOYMENT's daily (Data Lifecycle Manager)
                                               snapshots; final and manual ones are kept
+  aws_amis.py jump-host DEPLOYMENT            scaled out: "<public ip> <instance id>" of a running
+                                              gatekeeper of DEPLOYMENT (Ansible's SSH jump host),
+                                              waiting up to 10 minutes for one
 
 The region comes from AWS_REGION (the Makefile sets it).
 """
@@ -151,6 +154,28 @@ def purge_snapshots(deployment: str) -> int:
     return 0
 
 
+def jump_host(deployment: str) -> int:
+    """A running gatekeeper of the deployment's Auto Scaling group, oldest first (stable across runs)."""
+    ec2 = _ec2()
+    filters = [
+        {"Name": "tag:Role", "Values": ["gatekeeper"]},
+        {"Name": "tag:sqlgate:deployment", "Values": [deployment]},
+        {"Name": "instance-state-name", "Values": ["running"]},
+    ]
+    deadline = time.monotonic() + 600
+    while True:
+        found = [i for r in ec2.describe_instances(Filters=filters)["Reservations"] for i in r["Instances"]
+                 if i.get("PublicIpAddress")]
+        if found:
+            first = min(found, key=lambda i: (i["LaunchTime"], i["InstanceId"]))
+            print(first["PublicIpAddress"], first["InstanceId"])
+            return 0
+        if time.monotonic() > deadline:
+            print(f"no running gatekeeper with a public address in deployment {deployment}", file=sys.stderr)
+            return 1
+        time.sleep(10)
+
+
 def main(argv: list[str]) -> int:
     match argv:
         case ["whoami"]:
@@ -165,6 +190,8 @@ def main(argv: list[str]) -> int:
             return snapshot_data(deployment, kind, volumes)
         case ["purge-snapshots", deployment]:
             return purge_snapshots(deployment)
+        case ["jump-host", deployment]:
+            return jump_host(deployment)
     print(__doc__, file=sys.stderr)
     return 64
 

@@ -98,6 +98,8 @@ if [[ -z $tf_reason ]]; then
   step "terraform validate" 120 tf_validate
   step "terraform+moto: apply; new AMIs keep the data" 900 \
     python -m pytest -p no:cacheprovider -q terraform/tests/test_moto.py
+  step "terraform+moto: gatekeeper_count, proxy_count (NLB, ASG)" 900 \
+    python -m pytest -p no:cacheprovider -q -rA terraform/tests/test_moto_scale.py
 else
   skip "terraform $(command -v terraform >/dev/null || echo 'fmt, ')validate, apply/destroy against moto" "$tf_reason"
 fi
@@ -163,9 +165,9 @@ fi
 
 shell_check() {
   local f
-  for f in packer/scripts/*.sh terraform/tools/*.sh ansible/tests/*.sh scripts/*.sh; do bash -n "$f" || return 1; done
+  for f in packer/scripts/*.sh packer/files/*/*.sh terraform/tools/*.sh ansible/tests/*.sh scripts/*.sh; do bash -n "$f" || return 1; done
   if command -v shellcheck >/dev/null; then
-    shellcheck -S warning packer/scripts/*.sh terraform/tools/*.sh ansible/tests/*.sh scripts/*.sh
+    shellcheck -S warning packer/scripts/*.sh packer/files/*/*.sh terraform/tools/*.sh ansible/tests/*.sh scripts/*.sh
   else
     echo "shellcheck not installed: bash -n only"
   fi
