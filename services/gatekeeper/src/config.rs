@@ -76,8 +76,9 @@ pub struct Config {
     pub listen: SocketAddr,
     /// The private listener for `/metrics`.
     pub admin_listen: SocketAddr,
-    /// Base URL of the proxy, on the private network.
-    pub proxy_url: String,
+    /// Base URLs of the proxies, on the private network (`GATEKEEPER_PROXY_URL`, comma
+    /// separated): requests are spread over them, and one that refuses connections is skipped.
+    pub proxy_urls: Vec<String>,
     pub proxy_token: Secret,
     pub keys_file: PathBuf,
     pub max_body_bytes: usize,
@@ -105,19 +106,28 @@ pub struct Config {
 
 impl Config {
     pub fn from_env(env: &dyn Env) -> Result<Config, ConfigError> {
-        let proxy_url = get_or(env, PROXY_URL, DEFAULT_PROXY_URL.to_string())?;
+        let proxy_urls: Vec<String> = get_or(env, PROXY_URL, DEFAULT_PROXY_URL.to_string())?
+            .split(',')
+            .map(|u| u.trim().trim_end_matches('/').to_string())
+            .filter(|u| !u.is_empty())
+            .collect();
         let proxy_ca = env.get(PROXY_CA).map(PathBuf::from);
-        if !(proxy_url.starts_with("http://") || proxy_url.starts_with("https://")) {
-            return Err(ConfigError(format!(
-                "{PROXY_URL}={proxy_url:?} must start with http:// or https://"
-            )));
+        if proxy_urls.is_empty() {
+            return Err(ConfigError(format!("{PROXY_URL} names no proxy")));
+        }
+        for proxy_url in &proxy_urls {
+            if !(proxy_url.starts_with("http://") || proxy_url.starts_with("https://")) {
+                return Err(ConfigError(format!(
+                    "{PROXY_URL}: {proxy_url:?} must start with http:// or https://"
+                )));
+            }
         }
         let addr = |s: &str| s.parse::<SocketAddr>().expect("a valid default address");
         let rate_limit_rps: u32 = get_or(env, RATE_LIMIT_RPS, DEFAULT_RATE_LIMIT_RPS)?;
         let config = Config {
             listen: get_or(env, LISTEN, addr(DEFAULT_LISTEN))?,
             admin_listen: get_or(env, ADMIN_LISTEN, addr(DEFAULT_ADMIN_LISTEN))?,
-            proxy_url: proxy_url.trim_end_matches('/').to_string(),
+            proxy_urls,
             proxy_token: required_secret(env, PROXY_TOKEN)?,
             keys_file: PathBuf::from(required(env, KEYS_FILE)?),
             max_body_bytes: get_or(env, MAX_BODY_BYTES, DEFAULT_MAX_BODY_BYTES)?,
@@ -137,7 +147,8 @@ impl Config {
         if config.http_workers == 0 {
             return Err(ConfigError(format!("{HTTP_WORKERS} must be at least 1")));
         }
-        if config.proxy_url.starts_with("https://") && config.proxy_ca.is_none() {
+        if config.proxy_urls.iter().any(|u| u.starts_with("https://")) && config.proxy_ca.is_none()
+        {
             return Err(ConfigError(format!(
                 "{PROXY_CA} (the CA that signed the proxy's certificate) is required for an \
                  https:// {PROXY_URL}"
@@ -170,7 +181,7 @@ mod tests {
         .into();
         let c = Config::from_env(&base).unwrap();
         assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
-        assert_eq!(c.proxy_url, "https://127.0.0.1:5000");
+        assert_eq!(c.proxy_urls, ["https://127.0.0.1:5000"]);
         for (k, v) in [
             (PROXY_URL, "ftp://x"),
             (LISTEN, "nope"),

@@ -41,14 +41,64 @@ pub enum Body {
 #[derive(Clone)]
 pub struct Forwarder {
     client: reqwest::Client,
-    query: Url,
-    transaction: Url,
-    batch: Url,
-    ready: Url,
+    /// Every proxy, shared by the workers' forwarders.
+    proxies: std::sync::Arc<[Proxy]>,
+    /// Where the next request starts looking (requests are spread round robin).
+    next: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     /// `X-Sqlgate-Token`'s value, built once and marked sensitive (never printed by `http`).
     token: HeaderValue,
     /// The limit of a streamed `/query`, instead of the client's own (`Config::timeout`).
     stream_timeout: std::time::Duration,
+}
+
+/// One proxy: its endpoints, and until when it is skipped after refusing a connection.
+struct Proxy {
+    query: Url,
+    transaction: Url,
+    batch: Url,
+    ready: Url,
+    /// Milliseconds since `EPOCH` until which requests try the other proxies first.
+    skip_until: std::sync::atomic::AtomicU64,
+}
+
+/// How long a proxy that refused a connection is tried last: it is down, or restarting, and
+/// every request would otherwise pay a failed connect first.
+const SKIP_DOWN_PROXY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The clock `Proxy::skip_until` counts from.
+static EPOCH: std::sync::LazyLock<std::time::Instant> =
+    std::sync::LazyLock::new(std::time::Instant::now);
+
+fn now_ms() -> u64 {
+    EPOCH.elapsed().as_millis() as u64
+}
+
+impl Proxy {
+    fn new(base: &str) -> anyhow::Result<Proxy> {
+        let url = |path: &str| {
+            Url::parse(&format!("{base}{path}"))
+                .map_err(|e| anyhow::anyhow!("GATEKEEPER_PROXY_URL: {base:?} is not a URL: {e}"))
+        };
+        Ok(Proxy {
+            query: url(Endpoint::Query.path())?,
+            transaction: url(Endpoint::Transaction.path())?,
+            batch: url(Endpoint::Batch.path())?,
+            ready: url("/ready")?,
+            skip_until: std::sync::atomic::AtomicU64::new(0),
+        })
+    }
+
+    fn url(&self, endpoint: Endpoint) -> &Url {
+        match endpoint {
+            Endpoint::Query => &self.query,
+            Endpoint::Transaction => &self.transaction,
+            Endpoint::Batch => &self.batch,
+        }
+    }
+
+    fn skipped(&self) -> bool {
+        self.skip_until.load(std::sync::atomic::Ordering::Relaxed) > now_ms()
+    }
 }
 
 impl Forwarder {
@@ -67,19 +117,18 @@ impl Forwarder {
             .pool_max_idle_per_host(PROXY_POOL_MAX_IDLE)
             .tcp_nodelay(true)
             .build()?;
-        let url = |path: &str| {
-            Url::parse(&format!("{}{path}", config.proxy_url))
-                .map_err(|e| anyhow::anyhow!("GATEKEEPER_PROXY_URL is not a URL: {e}"))
-        };
+        let proxies = config
+            .proxy_urls
+            .iter()
+            .map(|u| Proxy::new(u))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let mut token = HeaderValue::from_str(config.proxy_token.expose())
             .map_err(|_| anyhow::anyhow!("GATEKEEPER_PROXY_TOKEN must be printable ASCII"))?;
         token.set_sensitive(true);
         Ok(Forwarder {
             client,
-            query: url(Endpoint::Query.path())?,
-            transaction: url(Endpoint::Transaction.path())?,
-            batch: url(Endpoint::Batch.path())?,
-            ready: url("/ready")?,
+            proxies: proxies.into(),
+            next: Default::default(),
             token,
             stream_timeout: config.stream_timeout,
         })
@@ -93,25 +142,21 @@ impl Forwarder {
         who: &Identity,
         streamed: bool,
     ) -> Result<Upstream, ApiError> {
-        let url = match checked.endpoint() {
-            Endpoint::Query => &self.query,
-            Endpoint::Transaction => &self.transaction,
-            Endpoint::Batch => &self.batch,
-        };
-        let mut req = self.client.post(url.clone());
-        if streamed {
-            req = req
-                .header(ACCEPT, HeaderValue::from_static(ndjson::CONTENT_TYPE))
-                .timeout(self.stream_timeout);
-        }
-        let resp = req
-            .header(TOKEN_HEADER, self.token.clone())
-            .header(REQUEST_ID_HEADER, checked.request_id().as_str())
-            .header(KEY_ID_HEADER, &*who.key_id)
-            .header(ROLE_HEADER, HeaderValue::from_static(who.role.as_str()))
-            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-            .body(checked.body().clone())
-            .send()
+        let resp = self
+            .to_a_proxy(|proxy| {
+                let mut req = self.client.post(proxy.url(checked.endpoint()).clone());
+                if streamed {
+                    req = req
+                        .header(ACCEPT, HeaderValue::from_static(ndjson::CONTENT_TYPE))
+                        .timeout(self.stream_timeout);
+                }
+                req.header(TOKEN_HEADER, self.token.clone())
+                    .header(REQUEST_ID_HEADER, checked.request_id().as_str())
+                    .header(KEY_ID_HEADER, &*who.key_id)
+                    .header(ROLE_HEADER, HeaderValue::from_static(who.role.as_str()))
+                    .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+                    .body(checked.body().clone())
+            })
             .await
             .map_err(upstream_error)?;
         let status =
@@ -166,13 +211,46 @@ impl Forwarder {
         })
     }
 
-    /// True when the proxy says it can serve (its `/ready` is 200).
+    /// Sends the request `build` makes for a proxy: to the next proxy in turn, and when that
+    /// one refuses the connection (nothing was sent: safe for writes too) to the next, each
+    /// once. A proxy that refused is tried last for `SKIP_DOWN_PROXY`.
+    async fn to_a_proxy(
+        &self,
+        build: impl Fn(&Proxy) -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, reqwest::Error> {
+        let n = self.proxies.len();
+        let start = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % n;
+        let mut order: Vec<usize> = (0..n).map(|i| (start + i) % n).collect();
+        order.sort_by_key(|i| self.proxies[*i].skipped());
+        let mut last = None;
+        for i in order {
+            let proxy = &self.proxies[i];
+            match build(proxy).send().await {
+                Err(e) if e.is_connect() => {
+                    proxy.skip_until.store(
+                        now_ms() + SKIP_DOWN_PROXY.as_millis() as u64,
+                        std::sync::atomic::Ordering::Relaxed,
+                    );
+                    log::warn!(
+                        "A proxy refused the connection, trying another url={}",
+                        proxy.ready
+                    );
+                    last = Some(e);
+                }
+                done => return done,
+            }
+        }
+        Err(last.expect("at least one proxy"))
+    }
+
+    /// True when a proxy says it can serve (its `/ready` is 200).
     pub async fn proxy_ready(&self) -> Result<bool, ApiError> {
         let resp = self
-            .client
-            .get(self.ready.clone())
-            .timeout(PROXY_READY_TIMEOUT)
-            .send()
+            .to_a_proxy(|proxy| {
+                self.client
+                    .get(proxy.ready.clone())
+                    .timeout(PROXY_READY_TIMEOUT)
+            })
             .await
             .map_err(upstream_error)?;
         Ok(resp.status().is_success())

@@ -1,5 +1,5 @@
 //! Switchover and failover under load, each on a cluster of its own (they change which node is
-//! the primary): nothing acknowledged is lost (checked row by row on every node), no read
+//! the primary), and a proxy lost from behind a gatekeeper: nothing acknowledged is lost (checked row by row on every node), no read
 //! fails, no write reaches two primaries (replication stays error-free and every node ends with
 //! the same rows), and the proxy follows the new primary by itself. The figures are printed,
 //! and with `SQLGATE_RELIABILITY_OUT=<file>` appended to that file as JSON lines
@@ -408,4 +408,70 @@ async fn a_failover_after_the_manager_is_killed_loses_no_acknowledged_write() {
         "writes_resumed_after_failover_began_s": resumed_after.as_secs_f64(),
         "old_manager": rejoined,
     }));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_gatekeeper_in_front_of_two_proxies_survives_losing_one() {
+    let owned = Cluster::start(2).expect("a cluster of its own");
+    let cluster = &owned;
+    let (url_a, proxy_a) = sqlgate_testkit::start_proxy(cluster, &[]).expect("proxy a");
+    let (url_b, _proxy_b) = sqlgate_testkit::start_proxy(cluster, &[]).expect("proxy b");
+    let s = Stack::start(
+        cluster,
+        Options {
+            proxy_url_override: Some(format!("{url_a},{url_b}")),
+            ..Options::default()
+        },
+    )
+    .await
+    .expect("the stack");
+    s.wait_ready(Duration::from_secs(30)).await.unwrap();
+    let table = "app.two_proxies";
+    create_table(&s, table).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let (seen, tasks) = load(&s, table, stop.clone());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let killed_at = Instant::now();
+    proxy_a.stop(false).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let seen = std::mem::take(&mut *seen.lock().unwrap());
+    let acked: BTreeSet<i64> = seen.acked.iter().map(|(id, _)| *id).collect();
+    let after_kill = seen.acked.iter().filter(|(_, t)| *t > killed_at).count();
+    let last_failure = seen
+        .write_failures
+        .iter()
+        .map(|(_, _, at)| at.saturating_duration_since(killed_at))
+        .max();
+    tokio::task::block_in_place(|| cluster.wait_replicated()).unwrap();
+    let lost = assert_nothing_lost(cluster, &["manager", "worker-1", "worker-2"], table, &acked);
+    record(json!({
+        "scenario": "one of two proxies stopped under load (one gatekeeper in front of both)",
+        "acknowledged_writes": acked.len(),
+        "acknowledged_after_stop": after_kill,
+        "failed_writes": seen.write_failures.len(),
+        "reads": seen.reads,
+        "failed_reads": seen.read_failures.len(),
+        "lost_acknowledged_writes": lost,
+        "last_failure_after_stop_s": last_failure.map_or(0.0, |d| d.as_secs_f64()),
+    }));
+    assert!(after_kill > 0, "nothing was served after the stop");
+    // Requests in flight on the stopped proxy may fail; none after the gatekeeper has seen it
+    // refuse a connection.
+    assert!(
+        last_failure.is_none_or(|d| d < Duration::from_secs(1)),
+        "requests still failed {last_failure:?} after the stop: {:?}",
+        seen.write_failures
+            .iter()
+            .map(|(st, c, _)| (st, c))
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        seen.read_failures.len() <= 2,
+        "reads failed: {:?}",
+        seen.read_failures
+    );
 }

@@ -309,6 +309,48 @@ pub struct Options {
     pub proxy_url_override: Option<String>,
 }
 
+/// Starts a proxy in-process in front of `cluster` (with `extra` environment over the test
+/// defaults) on a free port; returns its URL and the handle that stops it.
+pub fn start_proxy(
+    cluster: &Cluster,
+    extra: &[(String, String)],
+) -> anyhow::Result<(String, actix_web::dev::ServerHandle)> {
+    let workers: Vec<String> = cluster
+        .worker_ports
+        .iter()
+        .map(|p| format!("127.0.0.1:{p}"))
+        .collect();
+    let mut penv: HashMap<String, String> = [
+        ("PROXY_TOKEN", cluster.secret("PROXY_TOKEN")),
+        (
+            "PROXY_MANAGER",
+            format!("127.0.0.1:{}", cluster.manager_port),
+        ),
+        ("PROXY_WORKERS", workers.join(",")),
+        ("PROXY_READ_PASSWORD", cluster.secret("READ_PASSWORD")),
+        ("PROXY_WRITE_PASSWORD", cluster.secret("WRITE_PASSWORD")),
+        ("PROXY_ADMIN_PASSWORD", cluster.secret("ADMIN_PASSWORD")),
+        ("PROXY_MONITOR_PASSWORD", cluster.secret("MONITOR_PASSWORD")),
+        ("PROXY_MONITOR_INTERVAL_MS", "200".to_string()),
+        ("PROXY_PING_INTERVAL_MS", "200".to_string()),
+        ("PROXY_HTTP_WORKERS", "2".to_string()),
+        ("PROXY_TLS_CERT", path(cluster.tls("proxy.pem"))),
+        ("PROXY_TLS_KEY", path(cluster.tls("proxy-key.pem"))),
+        ("PROXY_DB_CA", path(cluster.tls("ca.pem"))),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    penv.extend(extra.iter().cloned());
+    let pconfig = proxy::config::Config::from_env(&penv).map_err(|e| anyhow::anyhow!(e))?;
+    let plistener = TcpListener::bind("127.0.0.1:0")?;
+    let papp = proxy::startup::Application::with_listener(pconfig, plistener)?;
+    let url = format!("https://127.0.0.1:{}", papp.port());
+    let handle = papp.handle();
+    tokio::spawn(papp.run_until_stopped());
+    Ok((url, handle))
+}
+
 /// The real proxy and gatekeeper, in-process, in front of a cluster.
 pub struct Stack {
     pub gatekeeper_url: String,
@@ -329,39 +371,7 @@ impl Stack {
     /// Starts both services against `cluster` and waits until the gatekeeper is ready.
     pub async fn start(cluster: &Cluster, opts: Options) -> anyhow::Result<Stack> {
         let token = cluster.secret("PROXY_TOKEN");
-        let workers: Vec<String> = cluster
-            .worker_ports
-            .iter()
-            .map(|p| format!("127.0.0.1:{p}"))
-            .collect();
-        let mut penv: HashMap<String, String> = [
-            ("PROXY_TOKEN", token.clone()),
-            (
-                "PROXY_MANAGER",
-                format!("127.0.0.1:{}", cluster.manager_port),
-            ),
-            ("PROXY_WORKERS", workers.join(",")),
-            ("PROXY_READ_PASSWORD", cluster.secret("READ_PASSWORD")),
-            ("PROXY_WRITE_PASSWORD", cluster.secret("WRITE_PASSWORD")),
-            ("PROXY_ADMIN_PASSWORD", cluster.secret("ADMIN_PASSWORD")),
-            ("PROXY_MONITOR_PASSWORD", cluster.secret("MONITOR_PASSWORD")),
-            ("PROXY_MONITOR_INTERVAL_MS", "200".to_string()),
-            ("PROXY_PING_INTERVAL_MS", "200".to_string()),
-            ("PROXY_HTTP_WORKERS", "2".to_string()),
-            ("PROXY_TLS_CERT", path(cluster.tls("proxy.pem"))),
-            ("PROXY_TLS_KEY", path(cluster.tls("proxy-key.pem"))),
-            ("PROXY_DB_CA", path(cluster.tls("ca.pem"))),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-        penv.extend(opts.proxy_env.iter().cloned());
-        let pconfig = proxy::config::Config::from_env(&penv).map_err(|e| anyhow::anyhow!(e))?;
-        let plistener = TcpListener::bind("127.0.0.1:0")?;
-        let papp = proxy::startup::Application::with_listener(pconfig, plistener)?;
-        let proxy_url = format!("https://127.0.0.1:{}", papp.port());
-        let phandle = papp.handle();
-        tokio::spawn(papp.run_until_stopped());
+        let (proxy_url, phandle) = start_proxy(cluster, &opts.proxy_env)?;
 
         let keys_dir = tempfile::tempdir()?;
         let mk = |role| gatekeeper::auth::generate(role, None).map_err(|e| anyhow::anyhow!(e));
