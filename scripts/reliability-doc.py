@@ -27,13 +27,18 @@ def cell(v):
     return str(v)
 
 
+def label(key):
+    """`writes_resumed_after_failover_began_s` reads "writes resumed after failover began"."""
+    return key.removesuffix("_s").replace("_", " ")
+
+
 def render(runs):
     lines = [BEGIN, ""]
     head = ["scenario"] + [h for _, h, _ in COLUMNS] + ["times and outcome"]
     lines.append("| " + " | ".join(head) + " |")
     lines.append("|" + "---|" * len(head))
     for r in runs:
-        extra = [f"{k.replace('_', ' ')}: {cell(v)}" for k, v in r.items()
+        extra = [f"{label(k)}: {cell(v)}" for k, v in r.items()
                  if k != "scenario" and k not in {c for c, _, _ in COLUMNS}]
         row = [r["scenario"]] + [cell(r.get(k, "-")) for k, _, _ in COLUMNS] + ["; ".join(extra)]
         lines.append("| " + " | ".join(row) + " |")
