@@ -216,6 +216,11 @@ for w in "${workers[@]}"; do
   echo "ok: $w read_only, accounts replicated"
 done
 [[ $(sql manager "SELECT @@read_only") == 0 ]] || die "the manager is read_only"
+# Lossless semi-sync: the manager waits for a worker on every commit, both workers acknowledge.
+semi=$(sql manager "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME IN ('RPL_SEMI_SYNC_MASTER_STATUS', 'RPL_SEMI_SYNC_MASTER_CLIENTS') ORDER BY VARIABLE_NAME")
+[[ ${semi//$'\n'/ } == "2 ON" ]] || die "semi-sync is not on with both workers acknowledging (clients, status: $semi)"
+[[ $(sql manager "SELECT @@rpl_semi_sync_master_wait_point") == AFTER_SYNC ]] || die "semi-sync is not lossless (AFTER_SYNC)"
+echo "ok: semi-sync on the manager (AFTER_SYNC), both workers acknowledging"
 
 say "the proxy's accounts: exact grants on every node, sqlgate_app gone"
 for n in "${nodes[@]}"; do
