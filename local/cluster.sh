@@ -373,6 +373,9 @@ configure_worker() {
     sql "$node" <<SQL
 SET GLOBAL rpl_semi_sync_master_enabled = OFF;
 STOP SLAVE;
+-- A former primary's own writes are in its binlog, not in gtid_slave_pos (which
+-- MASTER_GTID_WAIT waits on); on a node that never wrote the two are the same.
+SET GLOBAL gtid_slave_pos = @@GLOBAL.gtid_current_pos;
 CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=$port, MASTER_USER='repl',
   MASTER_PASSWORD='$REPL_PASSWORD', MASTER_USE_GTID=current_pos, MASTER_CONNECT_RETRY=1,
   MASTER_SSL=1, MASTER_SSL_CA='$TLS/ca.pem', MASTER_SSL_VERIFY_SERVER_CERT=1;

@@ -59,6 +59,10 @@ destroy: ## Remove the AWS deployment after confirmation (CONFIRM=yes), offering
 backup: ## Consistent on-demand snapshot of the database (a worker's data volume, MySQL stopped on it meanwhile).
 	@$(DEPLOY_ENV) terraform/tools/aws.sh backup
 
+.PHONY: deploy-switchover
+deploy-switchover: ## Planned switchover on AWS to TO=worker-N: fence the primary, promote TO once caught up, re-point the rest; make deploy keeps it.
+	@$(DEPLOY_ENV) terraform/tools/aws.sh switchover "$(TO)"
+
 .PHONY: deploy-sysbench
 deploy-sysbench: ## Sysbench on the AWS cluster (2x100k rows; 4 threads, 30 s); results in results/sysbench/.
 	@$(DEPLOY_ENV) terraform/tools/aws.sh sysbench

@@ -120,7 +120,7 @@ check_replication() {
   grep -q "Slave_IO_Running: Yes" <<<"$status" || die "$w: IO thread not running:\n$status"
   grep -q "Slave_SQL_Running: Yes" <<<"$status" || die "$w: SQL thread not running:\n$status"
   grep -q "Master_Port: $MANAGER_PORT" <<<"$status" || die "$w does not replicate from the manager"
-  grep -q "Using_Gtid: Slave_Pos" <<<"$status" || die "$w does not use GTID auto-positioning"
+  grep -q "Using_Gtid: Current_Pos" <<<"$status" || die "$w does not use GTID auto-positioning"
   grep -qx " *Master_SSL_Allowed: Yes" <<<"$status" || die "$w: replication is not TLS:\n$status"
   grep -qx " *Master_SSL_CA_File: $TEST_DIR/db/$w/tls/ca.pem" <<<"$status" ||
     die "$w: replication does not verify against the node's installed CA:\n$status"
@@ -361,5 +361,36 @@ echo "ok: keys generated once, second render changed nothing"
 say "the gatekeeper's certificate: a DNS name (gatekeeper only, re-issued on change), or the operator's own pair"
 play tests/tls_gatekeeper.yml tls-gatekeeper.log
 echo "ok: DNS SAN on the gatekeeper's certificate only, re-issued on change, bad names refused; own pair installed untouched (key 0600), half a pair refused"
+
+say "switchover.yml: worker-1 becomes the primary, the others (the old manager included) replicate from it; replication.yml keeps it"
+ansible-playbook -i "$INVENTORY" -e @"$ANSIBLE_DIR/tests/local.yml" -e "sqlgate_test_dir=$TEST_DIR" \
+  -e db_flavor=mariadb -e sqlgate_switchover_to=worker-1 "$ANSIBLE_DIR/switchover.yml" 2>&1 | tee "$TEST_DIR/switchover.log"
+grep -Eq 'failed=[1-9]|unreachable=[1-9]' <<<"$(sed -n '/PLAY RECAP/,$p' "$TEST_DIR/switchover.log")" && die "switchover.yml failed"
+[[ $(cat "$TEST_DIR/state/primary") == worker-1 ]] || die "switchover.yml did not record worker-1 as the primary"
+check_switched() { # what every run after the switchover must leave
+  [[ $(sql worker-1 "SELECT @@read_only") == 0 ]] || die "worker-1 is not writable"
+  [[ $(sql worker-1 "SHOW SLAVE STATUS") == "" ]] || die "worker-1 still replicates"
+  local n status
+  for n in manager worker-2; do
+    [[ $(sql "$n" "SELECT @@read_only") == 1 ]] || die "$n is writable after the switchover"
+    status=$(slave_status "$n")
+    grep -q "Master_Port: $(port worker-1)" <<<"$status" || die "$n does not replicate from worker-1:\n$status"
+    grep -q "Slave_IO_Running: Yes" <<<"$status" && grep -q "Slave_SQL_Running: Yes" <<<"$status" ||
+      die "$n does not replicate:\n$status"
+  done
+  semi=$(sql worker-1 "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME IN ('RPL_SEMI_SYNC_MASTER_STATUS', 'RPL_SEMI_SYNC_MASTER_CLIENTS') ORDER BY VARIABLE_NAME")
+  [[ ${semi//$'\n'/ } == "2 ON" ]] || die "semi-sync is not on at worker-1 with both others acknowledging ($semi)"
+}
+check_switched
+sql worker-1 "CREATE TABLE IF NOT EXISTS app.switched (id INT PRIMARY KEY); REPLACE INTO app.switched VALUES (1)"
+for n in manager worker-2; do
+  [[ $(sql "$n" "SELECT MASTER_GTID_WAIT('$(sql worker-1 "SELECT @@gtid_binlog_pos")', 30)") == 0 ]] || die "$n did not receive worker-1's write"
+  [[ $(sql "$n" "SELECT COUNT(*) FROM app.switched") == 1 ]] || die "$n lacks worker-1's write"
+done
+echo "ok: worker-1 is the primary (writable, semi-sync with both acknowledging); the old manager and worker-2 are read_only and replicate its writes"
+play replication.yml run4.log
+grep -Eq 'failed=[1-9]|unreachable=[1-9]' <<<"$(sed -n '/PLAY RECAP/,$p' "$TEST_DIR/run4.log")" && die "replication.yml failed after the switchover"
+check_switched
+echo "ok: replication.yml after the switchover keeps worker-1 as the primary"
 
 say "passed"

@@ -314,6 +314,16 @@ sysbench() {
   say "results in $ROOT/results/sysbench/"
 }
 
+# A planned switchover to worker `$1` (ansible/switchover.yml; docs/reliability.md).
+switchover() {
+  local to=${1:-}
+  [[ $to =~ ^[A-Za-z0-9_-]+$ ]] || die "give the worker to promote: make deploy-switchover TO=worker-1"
+  need_deployment
+  jump_host
+  "$VENV/bin/ansible-playbook" -i "$INVENTORY" ${JUMP[@]+"${JUMP[@]}"} -e "sqlgate_switchover_to=$to" "$ROOT/ansible/switchover.yml"
+  say "$to is the primary; make deploy keeps it (recorded in the state directory)"
+}
+
 # For deploy-loadtest: the target, a write key and the CA, as the shell assignments
 # `make loadtest` reads (GATEKEEPER_URL, API_KEY; GATEKEEPER_CA_FILE: the CA that signed the
 # gatekeeper's certificate: the deployment's, or with your own certificate the one you name in
@@ -332,6 +342,7 @@ case "${1:-}" in
   destroy) destroy ;;
   backup) backup ;;
   sysbench) sysbench ;;
+  switchover) switchover "${2:-}" ;;
   env) env_for_loadtest ;;
-  *) die "usage: $0 preflight [deploy|destroy|backup]|deploy|destroy|backup|sysbench|env" ;;
+  *) die "usage: $0 preflight [deploy|destroy|backup]|deploy|destroy|backup|sysbench|switchover WORKER|env" ;;
 esac
