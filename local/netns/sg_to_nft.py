@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The AWS security groups of terraform/security.tf as one nftables ruleset per local host.
 
-    sg_to_nft.py --hosts gatekeeper=gatekeeper:10.77.0.2,... --var admin_cidr=... OUTDIR
+    sg_to_nft.py --hosts manager=db:10.77.0.4,... --var admin_cidr=... --list-var allowed_cidrs=... OUTDIR
 
 The Terraform files are the one source of truth: every `aws_vpc_security_group_ingress_rule`
 and `..._egress_rule` of the single-instance topology (local.scaled = false) becomes one nft
@@ -174,13 +174,17 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tf-dir", default=os.path.join(os.path.dirname(__file__), "..", "..", "terraform"))
     ap.add_argument("--hosts", required=True, help="host=group:address,...")
-    ap.add_argument("--var", action="append", default=[], help="name=value (lists: comma-separated)")
+    ap.add_argument("--var", action="append", default=[], help="name=value: a string variable")
+    ap.add_argument("--list-var", action="append", default=[], help="name=a,b: a list(string) variable")
     ap.add_argument("outdir")
     a = ap.parse_args()
     variables = {}
     for v in a.var:
         k, _, val = v.partition("=")
-        variables[k] = val.split(",") if k.endswith("s") else val
+        variables[k] = val
+    for v in a.list_var:
+        k, _, val = v.partition("=")
+        variables[k] = val.split(",")
     env = {"scaled": False, "var": variables}
     all_rules = rules(a.tf_dir, env)
     hosts = {}

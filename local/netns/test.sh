@@ -97,7 +97,7 @@ in_ns proxy sysctl -qw net.ipv4.ping_group_range="0 2147483647"
 hosts_arg=""
 for h in gatekeeper proxy "${DBS[@]}"; do hosts_arg+="${hosts_arg:+,}$h=${GROUP[$h]}:${ADDR[$h]}"; done
 "$VENV/bin/python" "$ROOT/local/netns/sg_to_nft.py" --hosts "$hosts_arg" \
-  --var allowed_cidrs=0.0.0.0/0 --var "admin_cidr=$ADMIN_CIDR" "$STATE/nft"
+  --list-var allowed_cidrs=0.0.0.0/0 --var "admin_cidr=$ADMIN_CIDR" "$STATE/nft"
 for h in gatekeeper proxy "${DBS[@]}"; do in_ns "$h" nft -f "$STATE/nft/$h.nft"; done
 
 # --- the databases, one per namespace, from local/cluster.sh ----------------------------
