@@ -74,8 +74,13 @@ api-contract: deps ## docs/openapi.yaml against a throwaway stack: contract test
 	@scripts/os-packages.sh --for "make api-contract" python3-venv
 	scripts/api-contract/run.sh
 
+.PHONY: netns-test
+netns-test: deps ## The deployed network as real hosts: network namespaces, nftables from terraform/security.tf, end to end (root; SKIP otherwise).
+	$(CARGO) build --locked -p proxy -p gatekeeper
+	SQLGATE_BIN_DIR=$(CURDIR)/target/debug local/netns/test.sh
+
 .PHONY: test
-test: deps lint test-rust test-smoke api-contract $(if $(wildcard mk/deploy.mk),deploy-check) $(if $(wildcard mk/bench.mk),loadtest-check) ## Everything CI runs.
+test: deps lint test-rust test-smoke api-contract netns-test $(if $(wildcard mk/deploy.mk),deploy-check) $(if $(wildcard mk/bench.mk),loadtest-check) ## Everything CI runs.
 	@echo "make test: all checks passed"
 
 -include mk/*.mk

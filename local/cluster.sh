@@ -15,6 +15,12 @@
 #                         commit (semi-synchronous, AFTER_SYNC) before it carries on without
 #                         one; the default, 4294967295, never does: a commit no worker has is
 #                         never acknowledged (docs/reliability.md). 0 turns semi-sync off.
+#   SQLGATE_HOST_ADDRS    "name=IPv4 ..." for nodes (and services) on hosts of their own
+#                         (local/netns/): a node binds to its address, replicates from the
+#                         primary's, and every certificate names its address too; unset:
+#                         everything on 127.0.0.1
+#   SQLGATE_ACCOUNT_HOST  the host part of every account ('127.0.0.1'; local/netns/: its subnet)
+#   SQLGATE_NETNS_PREFIX  start node N inside network namespace <prefix>N (local/netns/)
 #   SQLGATE_WATCH_PID     stop the cluster when this process exits (tests)
 #   SQLGATE_WATCH_CLEANUP 1: and then delete the state directory
 #
@@ -47,6 +53,19 @@ for s in "${APP_SCHEMAS[@]}"; do
   [[ $s =~ ^[A-Za-z0-9]+$ ]] || { printf 'cluster: error: bad schema name in SQLGATE_APP_SCHEMAS (letters and digits only): %s\n' "$s" >&2; exit 64; }
 done
 SECRETS=$DIR/secrets.env
+HOST_ADDRS=${SQLGATE_HOST_ADDRS:-}
+ACCOUNT_HOST=${SQLGATE_ACCOUNT_HOST:-127.0.0.1}
+[[ $ACCOUNT_HOST =~ ^[0-9.%]+$ ]] || { printf 'cluster: error: SQLGATE_ACCOUNT_HOST must be an IPv4 address or pattern\n' >&2; exit 64; }
+NETNS_PREFIX=${SQLGATE_NETNS_PREFIX:-}
+
+# The address of node or service `$1`: its entry in SQLGATE_HOST_ADDRS, else 127.0.0.1.
+addr_of() {
+  local entry
+  for entry in $HOST_ADDRS; do
+    [ "${entry%%=*}" = "$1" ] && { echo "${entry#*=}"; return 0; }
+  done
+  echo 127.0.0.1
+}
 
 log() { printf 'cluster: %s\n' "$*" >&2; }
 die() { printf 'cluster: error: %s\n' "$*" >&2; exit 1; }
@@ -112,7 +131,7 @@ write_cnf() {
     echo "pid-file=$d/mysqld.pid"
     echo "log-error=$d/error.log"
     echo "port=$port"
-    echo "bind-address=127.0.0.1"
+    echo "bind-address=$(addr_of "$node")"
     echo "skip-name-resolve"
     echo "server-id=$id"
     echo "log-bin=binlog"
@@ -215,7 +234,9 @@ start_node() {
       die "init of $node failed"
     fi
   fi
-  log "starting $node on 127.0.0.1:$port"
+  local netns=()
+  [ -z "$NETNS_PREFIX" ] || netns=(ip netns exec "$NETNS_PREFIX$node")
+  log "starting $node on $(addr_of "$node"):$port"
   # Only transactional tables can be created: a `/transaction` is all or nothing only if every
   # table it writes is (an attacker review rolled back a transaction that had written a MyISAM
   # row, which stayed). On the command line, not in my.cnf, because the bootstrap that creates
@@ -224,7 +245,7 @@ start_node() {
   if [ "$FLAVOR" = mariadb ]; then engines=("--enforce-storage-engine=InnoDB")
   else engines=("--disabled-storage-engines=MyISAM,MEMORY,MERGE,CSV,ARCHIVE,BLACKHOLE,FEDERATED")
   fi
-  setsid nohup "$SERVER" --defaults-file="$d/my.cnf" "${engines[@]}" </dev/null >>"$d/server.out" 2>&1 &
+  setsid nohup ${netns[@]+"${netns[@]}"} "$SERVER" --defaults-file="$d/my.cnf" "${engines[@]}" </dev/null >>"$d/server.out" 2>&1 &
   local i
   for i in $(seq 1 120); do
     if "$ADMIN" --no-defaults --protocol=socket --socket="$d/mysqld.sock" -uroot ping >/dev/null 2>&1; then
@@ -238,7 +259,8 @@ start_node() {
 
 TLS=$DIR/tls
 
-# Issues `name`'s certificate from the local CA, for 127.0.0.1 and localhost (once).
+# Issues `name`'s certificate from the local CA, for 127.0.0.1, localhost and its own address
+# (once).
 issue_cert() {
   local name=$1
   [ -s "$TLS/$name.pem" ] && [ -s "$TLS/$name-key.pem" ] && return 0
@@ -246,7 +268,7 @@ issue_cert() {
     -keyout "$TLS/$name-key.pem" -out "$TLS/$name.csr" 2>/dev/null
   openssl x509 -req -in "$TLS/$name.csr" -CA "$TLS/ca.pem" -CAkey "$TLS/ca-key.pem" \
     -CAcreateserial -days 825 -sha256 -out "$TLS/$name.pem" \
-    -extfile <(printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\nbasicConstraints=CA:FALSE\n') 2>/dev/null
+    -extfile <(printf 'subjectAltName=IP:127.0.0.1,DNS:localhost%s\n' "$(addr=$(addr_of "$name"); [ "$addr" = 127.0.0.1 ] || echo ",IP:$addr")"; printf 'extendedKeyUsage=serverAuth,clientAuth\nbasicConstraints=CA:FALSE\n') 2>/dev/null
   rm -f "$TLS/$name.csr"
 }
 
@@ -307,11 +329,11 @@ ADMIN_PRIVILEGES="$WRITE_PRIVILEGES, CREATE, DROP, ALTER, INDEX, CREATE VIEW, RE
 # everything it had before is revoked first, so a re-run also removes stray grants.
 account_sql() {
   local user=$1 password=$2 privileges=$3 s
-  echo "CREATE USER IF NOT EXISTS '$user'@'127.0.0.1' IDENTIFIED BY '$password';"
-  echo "ALTER USER '$user'@'127.0.0.1' IDENTIFIED BY '$password';"
-  echo "REVOKE ALL PRIVILEGES, GRANT OPTION FROM '$user'@'127.0.0.1';"
+  echo "CREATE USER IF NOT EXISTS '$user'@'$ACCOUNT_HOST' IDENTIFIED BY '$password';"
+  echo "ALTER USER '$user'@'$ACCOUNT_HOST' IDENTIFIED BY '$password';"
+  echo "REVOKE ALL PRIVILEGES, GRANT OPTION FROM '$user'@'$ACCOUNT_HOST';"
   for s in "${APP_SCHEMAS[@]}"; do
-    echo "GRANT $privileges ON \`$s\`.* TO '$user'@'127.0.0.1';"
+    echo "GRANT $privileges ON \`$s\`.* TO '$user'@'$ACCOUNT_HOST';"
   done
 }
 
@@ -323,17 +345,17 @@ bootstrap_manager() {
   sql "$PRIMARY" <<SQL
 $(for s in "${APP_SCHEMAS[@]}"; do echo "CREATE DATABASE IF NOT EXISTS \`$s\`;"; done)
 CREATE DATABASE IF NOT EXISTS sbtest;
-CREATE USER IF NOT EXISTS 'repl'@'127.0.0.1' IDENTIFIED BY '$REPL_PASSWORD';
-GRANT REPLICATION SLAVE ON *.* TO 'repl'@'127.0.0.1';
-DROP USER IF EXISTS 'sqlgate_app'@'127.0.0.1';
+CREATE USER IF NOT EXISTS 'repl'@'$ACCOUNT_HOST' IDENTIFIED BY '$REPL_PASSWORD';
+GRANT REPLICATION SLAVE ON *.* TO 'repl'@'$ACCOUNT_HOST';
+DROP USER IF EXISTS 'sqlgate_app'@'$ACCOUNT_HOST';
 $(account_sql sqlgate_read "$READ_PASSWORD" "$READ_PRIVILEGES")
 $(account_sql sqlgate_write "$WRITE_PASSWORD" "$WRITE_PRIVILEGES")
 $(account_sql sqlgate_admin "$ADMIN_PASSWORD" "$ADMIN_PRIVILEGES")
-CREATE USER IF NOT EXISTS 'sqlgate_monitor'@'127.0.0.1' IDENTIFIED BY '$MONITOR_PASSWORD';
-REVOKE ALL PRIVILEGES, GRANT OPTION FROM 'sqlgate_monitor'@'127.0.0.1';
-GRANT $monitor_grant ON *.* TO 'sqlgate_monitor'@'127.0.0.1';
-CREATE USER IF NOT EXISTS 'sbtest'@'127.0.0.1' IDENTIFIED BY '$SBTEST_PASSWORD';
-GRANT ALL ON sbtest.* TO 'sbtest'@'127.0.0.1';
+CREATE USER IF NOT EXISTS 'sqlgate_monitor'@'$ACCOUNT_HOST' IDENTIFIED BY '$MONITOR_PASSWORD';
+REVOKE ALL PRIVILEGES, GRANT OPTION FROM 'sqlgate_monitor'@'$ACCOUNT_HOST';
+GRANT $monitor_grant ON *.* TO 'sqlgate_monitor'@'$ACCOUNT_HOST';
+CREATE USER IF NOT EXISTS 'sbtest'@'$ACCOUNT_HOST' IDENTIFIED BY '$SBTEST_PASSWORD';
+GRANT ALL ON sbtest.* TO 'sbtest'@'$ACCOUNT_HOST';
 CREATE TABLE IF NOT EXISTS sakila.actor (
   actor_id SMALLINT UNSIGNED NOT NULL AUTO_INCREMENT,
   first_name VARCHAR(45) NOT NULL,
@@ -376,7 +398,7 @@ STOP SLAVE;
 -- A former primary's own writes are in its binlog, not in gtid_slave_pos (which
 -- MASTER_GTID_WAIT waits on); on a node that never wrote the two are the same.
 SET GLOBAL gtid_slave_pos = @@GLOBAL.gtid_current_pos;
-CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=$port, MASTER_USER='repl',
+CHANGE MASTER TO MASTER_HOST='$(addr_of "$primary")', MASTER_PORT=$port, MASTER_USER='repl',
   MASTER_PASSWORD='$REPL_PASSWORD', MASTER_USE_GTID=current_pos, MASTER_CONNECT_RETRY=1,
   MASTER_SSL=1, MASTER_SSL_CA='$TLS/ca.pem', MASTER_SSL_VERIFY_SERVER_CERT=1;
 START SLAVE;
@@ -386,7 +408,7 @@ SQL
     sql "$node" <<SQL
 $( [ "$SEMI_SYNC_TIMEOUT_MS" = 0 ] || echo "SET GLOBAL rpl_semi_sync_source_enabled = OFF;" )
 STOP REPLICA;
-CHANGE REPLICATION SOURCE TO SOURCE_HOST='127.0.0.1', SOURCE_PORT=$port, SOURCE_USER='repl',
+CHANGE REPLICATION SOURCE TO SOURCE_HOST='$(addr_of "$primary")', SOURCE_PORT=$port, SOURCE_USER='repl',
   SOURCE_PASSWORD='$REPL_PASSWORD', SOURCE_AUTO_POSITION=1, SOURCE_CONNECT_RETRY=1,
   SOURCE_SSL=1, SOURCE_SSL_CA='$TLS/ca.pem', SOURCE_SSL_VERIFY_SERVER_CERT=1;
 START REPLICA;
