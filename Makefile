@@ -50,6 +50,12 @@ reliability: deps ## Switchover and failover under load on clusters of their own
 	SQLGATE_RELIABILITY_OUT=$(CURDIR)/target/reliability.jsonl $(CARGO) test --locked -p gatekeeper --test topology -- --test-threads 1
 	scripts/reliability-doc.py target/reliability.jsonl docs/reliability.md
 
+.PHONY: faults
+faults: deps ## Faults under load (a worker killed, frozen or lagging, the manager killed, the proxy restarted), each on a cluster of its own; rewrites the fault figures in docs/reliability.md.
+	rm -f target/faults.jsonl
+	SQLGATE_FAULTS_STEADY_S=8 SQLGATE_RELIABILITY_OUT=$(CURDIR)/target/faults.jsonl $(CARGO) test --locked -p gatekeeper --test faults -- --test-threads 1
+	scripts/reliability-doc.py target/faults.jsonl docs/reliability.md
+
 ##@ Quality
 
 .PHONY: fmt

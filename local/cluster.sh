@@ -337,6 +337,12 @@ account_sql() {
   done
 }
 
+# What the bootstrap sets depends on: its own SQL, the schemas, the secrets, the flavour.
+bootstrap_stamp() {
+  { declare -f bootstrap_manager account_sql; echo "${APP_SCHEMAS[*]} $FLAVOR ${SQLGATE_ACCOUNT_HOST:-}"; cat "$SECRETS"; } |
+    sha256sum | cut -d' ' -f1
+}
+
 bootstrap_manager() {
   local monitor_grant="REPLICATION CLIENT"
   if [ "$FLAVOR" = mariadb ]; then monitor_grant="SLAVE MONITOR"; fi
@@ -559,7 +565,15 @@ cmd_start() {
     PRIMARY=$(current_primary)
     # Writable first (root's bootstrap writes), waiting for workers once they are wired.
     SEMI_SYNC_TIMEOUT_MS=0 promote "$PRIMARY"
-    bootstrap_manager
+    # Only when something it sets changed: on a live cluster its REVOKE-then-GRANT would leave
+    # the accounts without privileges for a moment (a fault test saw requests refused).
+    local stamp; stamp=$(bootstrap_stamp)
+    if [ "$(cat "$(node_dir "$PRIMARY")/bootstrap.sha256" 2>/dev/null)" = "$stamp" ]; then
+      log "accounts, grants and schemas unchanged on $PRIMARY: not set again"
+    else
+      bootstrap_manager
+      echo "$stamp" >"$(node_dir "$PRIMARY")/bootstrap.sha256"
+    fi
     local diverged=()
     for entry in "${NODES[@]}"; do read -r node _ _ <<<"$entry";
       [ "$node" = "$PRIMARY" ] && continue

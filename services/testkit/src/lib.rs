@@ -315,6 +315,16 @@ pub fn start_proxy(
     cluster: &Cluster,
     extra: &[(String, String)],
 ) -> anyhow::Result<(String, actix_web::dev::ServerHandle)> {
+    start_proxy_on(cluster, extra, TcpListener::bind("127.0.0.1:0")?)
+}
+
+/// `start_proxy` on a listener the caller bound: a proxy restarted on the port its
+/// predecessor had, so the gatekeeper in front of it keeps its URL.
+pub fn start_proxy_on(
+    cluster: &Cluster,
+    extra: &[(String, String)],
+    plistener: TcpListener,
+) -> anyhow::Result<(String, actix_web::dev::ServerHandle)> {
     let workers: Vec<String> = cluster
         .worker_ports
         .iter()
@@ -343,7 +353,6 @@ pub fn start_proxy(
     .collect();
     penv.extend(extra.iter().cloned());
     let pconfig = proxy::config::Config::from_env(&penv).map_err(|e| anyhow::anyhow!(e))?;
-    let plistener = TcpListener::bind("127.0.0.1:0")?;
     let papp = proxy::startup::Application::with_listener(pconfig, plistener)?;
     let url = format!("https://127.0.0.1:{}", papp.port());
     let handle = papp.handle();
