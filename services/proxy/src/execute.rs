@@ -94,10 +94,7 @@ pub(crate) async fn follow<A: Attempt, N: FnMut(&str) + ?Sized>(
                 .unwrap_or_default()
         );
         let view = cluster.view();
-        let exclude = view
-            .nodes
-            .iter()
-            .position(|n| n.id == node_id(&node, cluster));
+        let exclude = view.nodes.iter().position(|n| n.id == node.index());
         plan = route::plan(ask, &view, exclude);
         node = cluster.get(&view, plan.node).clone();
         node_seen(node.name());
@@ -110,7 +107,7 @@ pub(crate) async fn follow<A: Attempt, N: FnMut(&str) + ?Sized>(
             "Write refused by a read-only primary, holding it node={}",
             node.name()
         );
-        if hold_for_primary(state, Some(node_id(&node, cluster))).await {
+        if hold_for_primary(state, Some(node.index())).await {
             let view = cluster.view();
             plan = route::plan(ask, &view, None);
             node = cluster.get(&view, plan.node).clone();
@@ -123,7 +120,7 @@ pub(crate) async fn follow<A: Attempt, N: FnMut(&str) + ?Sized>(
         let lagging = view
             .nodes
             .iter()
-            .position(|n| n.id == node_id(&node, cluster))
+            .position(|n| n.id == node.index())
             .unwrap_or(0);
         plan = route::after_lag(&view, lagging, state.config.gtid_wait);
         node = cluster.get(&view, plan.node).clone();
@@ -134,14 +131,6 @@ pub(crate) async fn follow<A: Attempt, N: FnMut(&str) + ?Sized>(
         Ran::Done(output) => Ok(Followed { output, node, plan }),
         Ran::NotCaughtUp => Err(ProxyError::Unexpected("the manager cannot lag".into())),
     }
-}
-
-/// The index of `node` in the cluster.
-fn node_id(node: &Arc<Node>, cluster: &Cluster) -> usize {
-    cluster
-        .all()
-        .position(|n| Arc::ptr_eq(n, node))
-        .unwrap_or(usize::MAX)
 }
 
 /// Holds a write while no primary is confirmed and the last one still answers (it was fenced:

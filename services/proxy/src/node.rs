@@ -85,22 +85,29 @@ impl Node {
         }
     }
 
+    /// Its index in `Cluster::nodes` (what `ClusterView` entries name as `id`).
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
     /// Why it may not serve its current role now, in words fit for a client; `None` when it
     /// may. The manager also needs the topology confirmed (one writable node).
     pub fn reason(&self) -> Option<String> {
-        let role = self.role();
-        self.with_health(|h| {
-            if !h.checked {
-                return Some("not checked yet".into());
+        self.with_health(|h| self.reason_in(h))
+    }
+
+    /// `reason`, from health already read.
+    fn reason_in(&self, h: &Health) -> Option<String> {
+        if !h.checked {
+            return Some("not checked yet".into());
+        }
+        match self.role() {
+            NodeRole::Manager if !self.topology.confirmed() => {
+                Some("no single writable primary (a switchover or failover is under way)".into())
             }
-            match role {
-                NodeRole::Manager if !self.topology.confirmed() => Some(
-                    "no single writable primary (a switchover or failover is under way)".into(),
-                ),
-                NodeRole::Manager => h.not_manager.clone(),
-                NodeRole::Worker => h.not_worker.clone(),
-            }
-        })
+            NodeRole::Manager => h.not_manager.clone(),
+            NodeRole::Worker => h.not_worker.clone(),
+        }
     }
 
     /// May serve requests of its current role (reads, for a worker).
@@ -344,18 +351,20 @@ impl Cluster {
             nodes: order
                 .map(|id| {
                     let n = &self.nodes[id];
-                    let reason = n.reason();
-                    n.with_health(|h| crate::route::NodeView {
-                        id,
-                        name: n.name(),
-                        role: n.role(),
-                        checked: h.checked,
-                        reachable: h.reachable,
-                        eligible: reason.is_none(),
-                        applier_running: h.sql_running == Some(true),
-                        reason,
-                        rtt_us: h.rtt_us,
-                        in_flight: n.in_flight(),
+                    n.with_health(|h| {
+                        let reason = n.reason_in(h);
+                        crate::route::NodeView {
+                            id,
+                            name: n.name(),
+                            role: n.role(),
+                            checked: h.checked,
+                            reachable: h.reachable,
+                            eligible: reason.is_none(),
+                            applier_running: h.sql_running == Some(true),
+                            reason,
+                            rtt_us: h.rtt_us,
+                            in_flight: n.in_flight(),
+                        }
                     })
                 })
                 .collect(),
